@@ -1,0 +1,45 @@
+"""``python -m cache_under_test CONFIG``: validate the config, then serve (or exit non-zero)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .config import ConfigError, describe, load_config
+from .events import emit, setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cache_under_test", description=__doc__)
+    parser.add_argument("config", nargs="?", default="/config.yml",
+                        help="registry-style config.yml with the downstream middleware")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the configuration and exit (0 when valid)")
+    args = parser.parse_args(argv)
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        print(f"{args.config}: {len(exc.problems)} problem(s); the cache did not start",
+              file=sys.stderr)
+        return 2
+
+    setup_logging(config.log_level)
+    for warning in config.warnings:
+        emit("config.warning", logging.WARNING, problem=warning)
+    emit("config.loaded", version=__version__, **describe(config))
+    if args.check:
+        return 0
+
+    from .server import serve  # imported late: --check must not need uvloop
+
+    serve(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The cache server: routes, start-up and shutdown, the TTL sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+from aiohttp import web
+
+from .auth import Authorizer
+from .blobs import BlobHandler
+from .blobtoken import JWKS_PATH
+from .config import CacheConfig
+from .errors import API_VERSION, API_VERSION_HEADER, oci_error
+from .events import emit
+from .fill import FillRegistry
+from .metrics import Metrics
+from .names import InvalidDigest, InvalidName, parse_name, parse_reference
+from .storage import BlobStore
+from .tls import client_context
+from .upstream import AllUpstreamsFailed, UpstreamPool, relay_headers
+
+# Request headers a manifest or tag request carries on to the upstream.
+FORWARDED_HEADERS = ("Authorization", "Accept", "If-None-Match")
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class Cache:
+    """One cache server instance built from a validated config."""
+
+    def __init__(self, config: CacheConfig):
+        self.config = config
+        self.metrics = Metrics()
+        self.store = BlobStore(config.root, config.blobttl)
+        self.pool = UpstreamPool(config.upstreams, client_context(config.cas), self.metrics)
+        self.fills = FillRegistry(self.store, self.metrics)
+        self.auth = Authorizer(self.pool)
+        self.blobs = BlobHandler(self.store, self.pool, self.fills, self.auth, self.metrics)
+        self._sweeper: asyncio.Task | None = None
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        app.router.add_get("/v2/", self.base)
+        app.router.add_get("/v2/_catalog", self.catalog)
+        app.router.add_route("GET", "/v2/{name:.+}/blobs/{digest}", self.blobs)
+        app.router.add_route("GET", "/v2/{name:.+}/manifests/{reference}", self.manifest)
+        app.router.add_route("GET", "/v2/{name:.+}/tags/list", self.tags)
+        app.router.add_route("*", "/v2/{tail:.*}", self.other)
+        app.router.add_get(JWKS_PATH, self.jwks)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_get("/health", self.health)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start(self, app: web.Application) -> None:
+        removed = self.store.prepare()
+        if removed:
+            emit("storage.cleaned", leftovers=removed, reason="partial downloads from a crash")
+        await self.pool.start()
+        await self.auth.refresh_keys()
+        if self.config.blobttl:
+            self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def _stop(self, app: web.Application) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.fills.drain()
+        await self.pool.close()
+
+    async def _sweep_forever(self) -> None:
+        interval = max(0.5, min(self.config.blobttl / 4, 60.0))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                expired = await loop.run_in_executor(None, self.store.expired)
+                for blob in expired:
+                    if self.fills.get(blob.digest) is None and self.store.remove(blob.digest):
+                        self.metrics.expired.inc()
+                        emit("blob.expired", digest=str(blob.digest), bytes=blob.size,
+                             age_s=round(time.time() - blob.fetched_at, 1), reason="ttl sweep")
+            except OSError as exc:
+                emit("storage.error", logging.ERROR, error=str(exc))
+
+    async def base(self, request: web.Request) -> web.Response:
+        return web.json_response({}, headers={API_VERSION_HEADER: API_VERSION})
+
+    async def catalog(self, request: web.Request) -> web.Response:
+        return web.json_response({"repositories": []}, headers={API_VERSION_HEADER: API_VERSION})
+
+    async def manifest(self, request: web.Request) -> web.StreamResponse:
+        try:
+            name = parse_name(request.match_info["name"])
+            reference = parse_reference(request.match_info["reference"])
+        except InvalidName as exc:
+            code = "TAG_INVALID" if "tag" in str(exc) else "NAME_INVALID"
+            return oci_error(400, code, str(exc))
+        except InvalidDigest as exc:
+            return oci_error(400, "DIGEST_INVALID", str(exc))
+        return await self._pass_through(request, f"/v2/{name}/manifests/{reference}")
+
+    async def tags(self, request: web.Request) -> web.StreamResponse:
+        try:
+            name = parse_name(request.match_info["name"])
+        except InvalidName as exc:
+            return oci_error(400, "NAME_INVALID", str(exc))
+        query = f"?{request.query_string}" if request.query_string else ""
+        return await self._pass_through(request, f"/v2/{name}/tags/list{query}")
+
+    async def _pass_through(self, request: web.Request, path: str) -> web.StreamResponse:
+        """Ask the upstream (DTR stays the source of truth for tags) and stream its answer."""
+        headers = {h: ", ".join(request.headers.getall(h)) for h in FORWARDED_HEADERS
+                   if h in request.headers}
+        try:
+            answer = await self.pool.request(request.method, path, headers)
+        except AllUpstreamsFailed as exc:
+            return oci_error(502, "UNAVAILABLE", "no upstream answered", str(exc))
+        try:
+            relayed = relay_headers(answer.response)
+            response = web.StreamResponse(status=answer.response.status, headers=relayed)
+            length = relayed.get("Content-Length")
+            if length and length.isdigit():
+                response.content_length = int(length)
+            await response.prepare(request)
+            if request.method == "GET":
+                async for chunk in answer.response.content.iter_any():
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            answer.release()
+
+    async def other(self, request: web.Request) -> web.Response:
+        if request.method in WRITE_METHODS:
+            return oci_error(405, "UNSUPPORTED", "this is a read-only cache: push and delete "
+                             "go to DTR", headers={"Allow": "GET, HEAD"})
+        return oci_error(404, "NOT_FOUND", "no such registry endpoint")
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return oci_error(404, "NOT_FOUND", "not found")
+
+    async def jwks(self, request: web.Request) -> web.Response:
+        if self.auth.document is None:
+            await self.auth.refresh_keys()
+        if self.auth.document is None:
+            return oci_error(503, "UNAVAILABLE", "the upstream's signing keys are not available")
+        return web.json_response(self.auth.document)
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        response = web.Response(body=self.metrics.render())
+        response.headers["Content-Type"] = self.metrics.content_type
+        return response
+
+    async def health(self, request: web.Request) -> web.Response:
+        writable = self.store.uploads.is_dir()
+        body = {"status": "ok" if writable else "storage unavailable",
+                "upstreams": self.config.upstreams, "keys": sorted(self.auth.keys.keys),
+                "fills_in_flight": int(self.metrics.inflight._value.get())}
+        return web.Response(status=200 if writable else 503, text=json.dumps(body),
+                            content_type="application/json")
+
+
+

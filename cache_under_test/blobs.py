@@ -1,0 +1,252 @@
+"""The blob endpoint: authorize, then hit (local copy) or miss (join or start a fill)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from urllib.parse import quote
+
+from aiohttp import web
+
+from .auth import Authorizer, denied
+from .blobtoken import TOKEN_PARAM, TokenError
+from .errors import API_VERSION, API_VERSION_HEADER, oci_error
+from .events import emit
+from .fill import FillFailed, FillRegistry, UpstreamRefused
+from .metrics import Metrics
+from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
+from .storage import BlobStore, StoredBlob
+from .upstream import AllUpstreamsFailed, UpstreamPool, relay_headers
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class BlobHandler:
+    """GET and HEAD ``/v2/<name>/blobs/<digest>``."""
+
+    def __init__(self, store: BlobStore, pool: UpstreamPool, fills: FillRegistry,
+                 auth: Authorizer, metrics: Metrics):
+        self.store = store
+        self.pool = pool
+        self.fills = fills
+        self.auth = auth
+        self.metrics = metrics
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        began = time.monotonic()
+        try:
+            name = parse_name(request.match_info["name"])
+            digest = parse_digest(request.match_info["digest"])
+        except InvalidName as exc:
+            return oci_error(400, "NAME_INVALID", str(exc))
+        except InvalidDigest as exc:
+            return oci_error(400, "DIGEST_INVALID", str(exc))
+
+        token = request.query.get(TOKEN_PARAM)
+        upstream_path = f"/v2/{name}/blobs/{digest}"
+        headers: dict[str, str] = {}
+        user = None
+        if token:
+            try:
+                grant = await self.auth.verify(token, name, str(digest))
+            except TokenError as exc:
+                denied(exc, repo=name, digest=str(digest), client=request.remote,
+                       status=exc.status)
+                self.metrics.errors.labels(kind="auth denied").inc()
+                return oci_error(exc.status, exc.code, str(exc))
+            user = grant.user
+            upstream_path += f"?{TOKEN_PARAM}={quote(token, safe='')}"
+        elif "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+
+        stored = self._fresh_copy(digest, name)
+        if stored is not None:
+            if not token:
+                refusal = await self._ask_upstream(upstream_path, headers, name, digest, request)
+                if refusal is not None:
+                    return refusal
+            return await self._serve_hit(request, stored, name, user, began)
+        if request.method == "HEAD":
+            return await self._relay_head(upstream_path, headers)
+        fill = self.fills.get(digest)
+        if fill is not None and not token:
+            refusal = await self._ask_upstream(upstream_path, headers, name, digest, request)
+            if refusal is not None:
+                return refusal
+            fill = self.fills.get(digest)
+        joined = fill is not None
+        if fill is None:
+            fill = self.fills.begin(digest, name, lambda: self.pool.request(
+                "GET", upstream_path, headers))
+        fd = fill.open_reader()
+        try:
+            return await self._serve_fill(request, fill, fd, joined, name, user, began)
+        finally:
+            os.close(fd)
+
+    def _fresh_copy(self, digest: Digest, name: str) -> StoredBlob | None:
+        stored = self.store.lookup(digest)
+        if stored is not None and self.store.is_expired(stored):
+            if self.fills.get(digest) is None and self.store.remove(digest):
+                self.metrics.expired.inc()
+                emit("blob.expired", digest=str(digest), repo=name, bytes=stored.size,
+                     age_s=round(time.time() - stored.fetched_at, 1), reason="requested")
+            return None
+        return stored
+
+    async def _ask_upstream(self, path: str, headers: dict, name: str, digest: Digest,
+                            request: web.Request) -> web.Response | None:
+        """Without a token, the upstream decides: None if it allows, else its answer."""
+        try:
+            answer = await self.pool.request("HEAD", path, headers)
+        except AllUpstreamsFailed as exc:
+            return oci_error(503, "UNAVAILABLE", "cannot authorize: no upstream answered",
+                             str(exc))
+        try:
+            if answer.response.status == 200:
+                return None
+            denied("upstream refused", repo=name, digest=str(digest), client=request.remote,
+                   status=answer.response.status)
+            return web.Response(status=answer.response.status,
+                                headers=_error_headers(relay_headers(answer.response)))
+        finally:
+            answer.release()
+
+    async def _relay_head(self, path: str, headers: dict) -> web.Response:
+        try:
+            answer = await self.pool.request("HEAD", path, headers)
+        except AllUpstreamsFailed as exc:
+            return oci_error(502, "UNAVAILABLE", "no upstream answered", str(exc))
+        try:
+            relayed = relay_headers(answer.response)
+            relayed["X-Cache"] = "MISS"
+            response = web.Response(status=answer.response.status, headers=relayed)
+            if "Content-Length" in relayed:  # aiohttp would otherwise send 0 for a HEAD
+                response.content_length = int(relayed["Content-Length"])
+            return response
+        finally:
+            answer.release()
+
+    async def _serve_hit(self, request: web.Request, stored: StoredBlob, name: str,
+                         user: str | None, began: float) -> web.StreamResponse:
+        response = _SentOnceFileResponse(stored.path, chunk_size=256 * 1024, headers={
+            "Content-Type": "application/octet-stream",
+            "Docker-Content-Digest": str(stored.digest),
+            API_VERSION_HEADER: API_VERSION,
+            "X-Cache": "HIT",
+        })
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except FileNotFoundError:  # removed by the TTL sweep between lookup and open
+            return oci_error(503, "UNAVAILABLE", "blob expired while being served; retry")
+        except ConnectionError:
+            return response
+        sent = response.content_length if request.method == "GET" else 0
+        self.metrics.hits.inc()
+        self.metrics.served_bytes.inc(sent or 0)
+        emit("blob.hit", digest=str(stored.digest), repo=name, bytes=sent, size=stored.size,
+             ms=_ms(began), user=user, method=request.method, client=request.remote,
+             age_s=round(time.time() - stored.fetched_at, 1))
+        return response
+
+    async def _serve_fill(self, request: web.Request, fill, fd: int, joined: bool, name: str,
+                          user: str | None, began: float) -> web.StreamResponse:
+        try:
+            await asyncio.shield(fill.started)
+        except UpstreamRefused as exc:
+            denied("upstream refused", repo=name, digest=str(fill.digest),
+                   client=request.remote, status=exc.status)
+            return web.Response(status=exc.status, body=exc.body,
+                                headers=_error_headers(exc.headers))
+        except AllUpstreamsFailed as exc:
+            return oci_error(502, "UNAVAILABLE", "no upstream could provide the blob", str(exc))
+        except FillFailed as exc:
+            return oci_error(502, "UNAVAILABLE", "upstream fetch failed", str(exc))
+        if fill.size is None:  # no Content-Length upstream: wait for the whole blob
+            while not fill.done and fill.error is None:
+                await fill.wait_change()
+            if fill.error is not None:
+                return oci_error(502, "UNAVAILABLE", "upstream fetch failed", str(fill.error))
+        size = fill.size
+        span = _parse_range(request.headers.get("Range"), size)
+        if span == "unsatisfiable":
+            return oci_error(416, "RANGE_INVALID", "requested range not satisfiable",
+                             headers={"Content-Range": f"bytes */{size}"})
+        start, end = span or (0, size - 1)
+        response = web.StreamResponse(status=206 if span else 200, headers={
+            "Content-Type": "application/octet-stream",
+            "Docker-Content-Digest": str(fill.digest),
+            API_VERSION_HEADER: API_VERSION,
+            "Accept-Ranges": "bytes",
+            "X-Cache": "MISS",
+        })
+        if span:
+            response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response.content_length = end - start + 1
+        counter = self.metrics.joins if joined else self.metrics.misses
+        counter.inc()
+        await response.prepare(request)
+        try:
+            sent = await fill.stream(fd, start, end, response.write) if size else 0
+        except FillFailed as exc:
+            emit("blob.broken", digest=str(fill.digest), repo=name, client=request.remote,
+                 error=str(exc)[:300])
+            # Close without completing the body: the client sees a broken transfer.
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPInternalServerError() from None
+        except ConnectionError:
+            emit("blob.client_gone", digest=str(fill.digest), repo=name, client=request.remote)
+            return response
+        await response.write_eof()
+        self.metrics.served_bytes.inc(sent)
+        emit("blob.join" if joined else "blob.miss", digest=str(fill.digest), repo=name,
+             bytes=sent, size=size, ms=_ms(began), upstream=fill.upstream, user=user,
+             client=request.remote)
+        return response
+
+
+class _SentOnceFileResponse(web.FileResponse):
+    """A FileResponse the handler sends itself (to log bytes and time once it is out).
+
+    aiohttp prepares a returned response again; FileResponse's prepare is not idempotent.
+    """
+
+    async def prepare(self, request):
+        if self.prepared:
+            return None
+        return await super().prepare(request)
+
+
+def _ms(began: float) -> float:
+    return round((time.monotonic() - began) * 1000, 1)
+
+
+def _error_headers(headers: dict[str, str]) -> dict[str, str]:
+    kept = {k: v for k, v in headers.items() if k != "Content-Length"}
+    kept.setdefault(API_VERSION_HEADER, API_VERSION)
+    return kept
+
+
+def _parse_range(header: str | None, size: int):
+    """(start, end) inclusive for a single ``bytes=`` range, None to send it all."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None  # not a form we serve partially: RFC 9110 lets us send the whole body
+    first, last = match.groups()
+    if not first:  # suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        return "unsatisfiable"
+    return start, end
+

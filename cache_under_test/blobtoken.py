@@ -1,0 +1,148 @@
+"""The signed blob token: how DTR tells a cache "serve this digest of this repo to this user".
+
+DTR answers a blob GET with a 307 to the user's cache; the Location carries this token in the
+query parameter ``TOKEN_PARAM`` (clients drop ``Authorization`` on a cross-host redirect). It is
+a short-lived ES256 JWT whose header names the signing key (``kid``) and whose claims bind the
+user (``sub``), the repository (``repo``), the digest (``digest``) and the expiry (``exp``). DTR
+publishes its public keys as a JWKS at ``JWKS_PATH``; a cache serves its upstream's keys at the
+same path, so a chain of caches verifies with DTR's keys. The DTR stand-in signs with this module;
+the cache verifies with it. Nothing else defines the format.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+TOKEN_PARAM = "dtr_cache_token"
+JWKS_PATH = "/.well-known/dtr-content-cache/jwks.json"
+AUDIENCE = "dtr-content-cache"
+ALGORITHM = "ES256"
+DEFAULT_TTL = 300.0
+LEEWAY = 10.0
+
+
+class TokenError(Exception):
+    """A token that must not be honoured. ``status`` is the HTTP status to answer with."""
+
+    status = 401
+    code = "UNAUTHORIZED"
+
+
+class UnknownKey(TokenError):
+    """Signed with a key id this key set does not hold (refetch the keys, then retry once)."""
+
+
+class TokenMismatch(TokenError):
+    """A valid token for another repository or digest."""
+
+    status = 403
+    code = "DENIED"
+
+
+@dataclass(frozen=True)
+class BlobGrant:
+    """What a verified token allows."""
+
+    user: str
+    repository: str
+    digest: str
+    expires_at: float
+    key_id: str
+
+
+class SigningKey:
+    """An ES256 key pair with a key id; DTR's side."""
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey, key_id: str):
+        self.private_key = private_key
+        self.key_id = key_id
+
+    @classmethod
+    def generate(cls, key_id: str | None = None) -> SigningKey:
+        return cls(ec.generate_private_key(ec.SECP256R1()), key_id or uuid.uuid4().hex[:16])
+
+    @classmethod
+    def from_pem(cls, pem: bytes, key_id: str) -> SigningKey:
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the signing key must be an EC P-256 key")
+        return cls(key, key_id)
+
+    def private_pem(self) -> bytes:
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def public_jwk(self) -> dict:
+        jwk = jwt.algorithms.ECAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
+        return {**jwk, "kid": self.key_id, "use": "sig", "alg": ALGORITHM}
+
+    def sign(self, *, user: str, repository: str, digest: str, ttl: float = DEFAULT_TTL,
+             now: float | None = None) -> str:
+        """A token allowing ``user`` to GET ``digest`` of ``repository`` for ``ttl`` seconds."""
+        now = time.time() if now is None else now
+        claims = {"sub": user, "repo": repository, "digest": digest, "aud": AUDIENCE,
+                  "iat": int(now), "exp": int(now + ttl), "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self.private_key, algorithm=ALGORITHM,
+                          headers={"kid": self.key_id})
+
+
+def jwks(*keys: SigningKey) -> dict:
+    """The JWKS document publishing ``keys``' public halves."""
+    return {"keys": [k.public_jwk() for k in keys]}
+
+
+class KeySet:
+    """Public keys from a JWKS document; the cache's side."""
+
+    def __init__(self, document: dict | None = None):
+        self.keys: dict[str, jwt.PyJWK] = {}
+        if document:
+            self.update(document)
+
+    def update(self, document: dict) -> None:
+        keys = {}
+        for entry in document.get("keys", []):
+            if entry.get("kid") and entry.get("kty") == "EC":
+                keys[entry["kid"]] = jwt.PyJWK(entry, algorithm=ALGORITHM)
+        self.keys = keys
+
+    def verify(self, token: str, *, repository: str, digest: str,
+               now: float | None = None) -> BlobGrant:
+        """Check signature, expiry, audience and the repository and digest bindings."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenError("malformed token") from exc
+        if header.get("alg") != ALGORITHM:
+            raise TokenError(f"token algorithm {str(header.get('alg'))[:10]!r} not accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or kid not in self.keys:
+            raise UnknownKey("token signed by an unknown key")
+        options = {"require": ["exp", "sub", "aud"]}
+        try:
+            if now is None:
+                claims = jwt.decode(token, self.keys[kid].key, algorithms=[ALGORITHM],
+                                    audience=AUDIENCE, leeway=LEEWAY, options=options)
+            else:
+                claims = jwt.decode(token, self.keys[kid].key, algorithms=[ALGORITHM],
+                                    audience=AUDIENCE, options={**options, "verify_exp": False})
+                if claims["exp"] + LEEWAY < now:
+                    raise jwt.ExpiredSignatureError("expired")
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenError("token expired") from exc
+        except jwt.PyJWTError as exc:
+            raise TokenError("token signature or claims invalid") from exc
+        if claims.get("repo") != repository:
+            raise TokenMismatch("token is for another repository")
+        if claims.get("digest") != digest:
+            raise TokenMismatch("token is for another digest")
+        return BlobGrant(str(claims["sub"]), repository, digest, float(claims["exp"]), kid)
