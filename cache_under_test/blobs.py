@@ -114,7 +114,7 @@ class BlobHandler:
         finally:
             answer.release()
 
-    async def _relay_head(self, path: str, headers: dict) -> web.Response:
+    async def _relay_head(self, path: str, headers: dict) -> web.StreamResponse:
         try:
             answer = await self.pool.request("HEAD", path, headers)
         except AllUpstreamsFailed as exc:
@@ -122,9 +122,10 @@ class BlobHandler:
         try:
             relayed = relay_headers(answer.response)
             relayed["X-Cache"] = "MISS"
-            response = web.Response(status=answer.response.status, headers=relayed)
-            if "Content-Length" in relayed:  # aiohttp would otherwise send 0 for a HEAD
-                response.content_length = int(relayed["Content-Length"])
+            length = relayed.pop("Content-Length", "")
+            response = web.StreamResponse(status=answer.response.status, headers=relayed)
+            if length.isdigit():  # the blob's size, though a HEAD sends no body
+                response.content_length = int(length)
             return response
         finally:
             answer.release()

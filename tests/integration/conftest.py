@@ -1,0 +1,118 @@
+"""Fixtures for the cache's integration tests: real distribution registries and real caches
+as local processes on loopback, with TLS from the test PKI. Everything started is stopped."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fixtures.local import LocalServer, start_cache, start_registry, wait_ready
+from fixtures.logs import distribution_requests, events
+from fixtures.pki import CertificateAuthority, Issued, trust_context
+from fixtures.registry import RegistryClient
+
+
+@dataclass
+class TestPKI:
+    root: CertificateAuthority
+    leaf: Issued
+    ca_path: Path
+
+    @property
+    def context(self):
+        return trust_context(self.root)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> TestPKI:
+    root = CertificateAuthority.create("Integration Root CA")
+    leaf = root.intermediate().issue_server(["localhost", "127.0.0.1"])
+    ca_path = root.write_cert(tmp_path_factory.mktemp("ca") / "ca.pem")
+    return TestPKI(root, leaf, ca_path)
+
+
+@pytest.fixture
+def servers() -> Iterator[list[LocalServer]]:
+    """Every server a test starts goes here and is stopped at teardown, pass or fail."""
+    started: list[LocalServer] = []
+    yield started
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def registry(tmp_path, pki, servers) -> LocalServer:
+    server = start_registry(tmp_path / "upstream", pki.leaf)
+    servers.append(server)
+    wait_ready(server, pki.context)
+    return server
+
+
+@pytest.fixture
+def make_cache(tmp_path, pki, servers) -> Callable[..., LocalServer]:
+    counter = iter(range(100))
+
+    def make(upstreams: list[str], *, cas: list[Path] | None = None, wait: bool = True,
+             tls: Issued | None = None, **kwargs) -> LocalServer:
+        kwargs.setdefault("name", f"cache{next(counter)}")
+        server = start_cache(tmp_path / "caches", tls or pki.leaf, upstreams=upstreams,
+                             cas=[pki.ca_path] if cas is None else cas, **kwargs)
+        servers.append(server)
+        if wait:
+            wait_ready(server, pki.context, path="/health")
+        return server
+
+    return make
+
+
+@pytest.fixture
+def push(pki) -> Callable[..., tuple[str, bytes]]:
+    """Push ``size`` random bytes as a blob of ``repo`` to a registry; return (digest, data)."""
+
+    def do(registry: LocalServer, size: int = 256 * 1024, repo: str = "team/app"):
+        data = os.urandom(size)
+        with RegistryClient(registry.url, verify=pki.context) as client:
+            return client.push_blob(repo, data), data
+
+    return do
+
+
+@pytest.fixture
+def client(pki) -> Callable[[LocalServer], RegistryClient]:
+    made: list[RegistryClient] = []
+
+    def make(server: LocalServer, **kwargs) -> RegistryClient:
+        c = RegistryClient(server.url, verify=pki.context, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def upstream_gets(registry: LocalServer, repo: str, digest: str) -> int:
+    """How many blob GETs the real registry answered for ``digest`` (its own log)."""
+    return len(distribution_requests(registry.log_lines(), "GET", f"/v2/{repo}/blobs/{digest}"))
+
+
+def wait_for_event(server: LocalServer, name: str, timeout: float = 10.0, **match):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = events(server.log_lines(), name, **match)
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no {name} {match} in {server.name}'s log:\n"
+                         + server.log_path.read_text()[-2000:])
+
+
+def stored_files(cache: LocalServer) -> list[Path]:
+    """Published blobs and leftover uploads under the cache's storage root."""
+    root = cache.extra["storage"] / "docker" / "registry" / "v2"
+    return sorted(p for p in root.rglob("*") if p.is_file())

@@ -1,0 +1,98 @@
+"""The signed blob token: only a fresh, untampered token for this repo and digest passes."""
+
+import time
+
+import jwt
+import pytest
+
+from cache_under_test.blobtoken import (
+    KeySet,
+    SigningKey,
+    TokenError,
+    TokenMismatch,
+    UnknownKey,
+    jwks,
+)
+
+DIGEST = "sha256:" + "c" * 64
+
+
+@pytest.fixture(scope="module")
+def key():
+    return SigningKey.generate("k1")
+
+
+def sign(key, **kw):
+    args = {"user": "alice", "repository": "alice/app", "digest": DIGEST, **kw}
+    return key.sign(**args)
+
+
+def test_good_token(key):
+    grant = KeySet(jwks(key)).verify(sign(key), repository="alice/app", digest=DIGEST)
+    assert (grant.user, grant.key_id) == ("alice", "k1")
+
+
+def test_tampered_payload(key):
+    token = sign(key)
+    header, payload, signature = token.split(".")
+    other = sign(key, repository="bob/app").split(".")[1]
+    with pytest.raises(TokenError) as info:
+        KeySet(jwks(key)).verify(f"{header}.{other}.{signature}", repository="bob/app",
+                                 digest=DIGEST)
+    assert info.value.status == 401
+
+
+def test_tampered_signature(key):
+    token = sign(key)
+    flipped = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(TokenError):
+        KeySet(jwks(key)).verify(flipped, repository="alice/app", digest=DIGEST)
+
+
+def test_expired(key):
+    token = sign(key, ttl=60, now=time.time() - 3600)
+    with pytest.raises(TokenError, match="expired"):
+        KeySet(jwks(key)).verify(token, repository="alice/app", digest=DIGEST)
+
+
+def test_wrong_repository_and_digest_are_403(key):
+    keys = KeySet(jwks(key))
+    with pytest.raises(TokenMismatch) as info:
+        keys.verify(sign(key), repository="alice/other", digest=DIGEST)
+    assert info.value.status == 403
+    with pytest.raises(TokenMismatch):
+        keys.verify(sign(key), repository="alice/app", digest="sha256:" + "d" * 64)
+
+
+def test_unknown_key(key):
+    other = SigningKey.generate("k2")
+    with pytest.raises(UnknownKey):
+        KeySet(jwks(key)).verify(sign(other), repository="alice/app", digest=DIGEST)
+
+
+def test_same_kid_other_key_is_rejected(key):
+    impostor = SigningKey.generate("k1")
+    with pytest.raises(TokenError):
+        KeySet(jwks(key)).verify(sign(impostor), repository="alice/app", digest=DIGEST)
+
+
+def test_algorithm_none_and_hs256_are_refused(key):
+    claims = {"sub": "alice", "repo": "alice/app", "digest": DIGEST, "aud": "dtr-content-cache",
+              "exp": int(time.time()) + 60}
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": "k1"})
+    with pytest.raises(TokenError):
+        KeySet(jwks(key)).verify(unsigned, repository="alice/app", digest=DIGEST)
+    hs = jwt.encode(claims, "secret-secret-secret-secret-32b!", algorithm="HS256",
+                    headers={"kid": "k1"})
+    with pytest.raises(TokenError):
+        KeySet(jwks(key)).verify(hs, repository="alice/app", digest=DIGEST)
+
+
+def test_garbage(key):
+    with pytest.raises(TokenError):
+        KeySet(jwks(key)).verify("not-a-jwt", repository="alice/app", digest=DIGEST)
+
+
+def test_private_key_round_trip(key):
+    again = SigningKey.from_pem(key.private_pem(), "k1")
+    KeySet(jwks(key)).verify(sign(again), repository="alice/app", digest=DIGEST)
