@@ -45,7 +45,7 @@ class Cache:
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_get("/v2/", self.base)
         app.router.add_get("/v2/_catalog", self.catalog)
-        app.router.add_get("/v2/{name:.+}/blobs/{digest}", self.blobs)
+        app.router.add_get("/v2/{name:.+}/blobs/{digest}", self.blobs.handle)
         app.router.add_get("/v2/{name:.+}/manifests/{reference}", self.manifest)
         app.router.add_get("/v2/{name:.+}/tags/list", self.tags)
         app.router.add_route("*", "/v2/{tail:.*}", self.other)

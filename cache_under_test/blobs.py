@@ -34,7 +34,7 @@ class BlobHandler:
         self.auth = auth
         self.metrics = metrics
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         began = time.monotonic()
         try:
             name = parse_name(request.match_info["name"])

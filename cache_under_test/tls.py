@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,17 +48,21 @@ def classify(exc: BaseException) -> str:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            fallback = f"certificate rejected ({exc.verify_message})"
-            return VERIFY_CLASSES.get(exc.verify_code, fallback)
+        # aiohttp's wrappers subclass ssl's errors without their fields: unwrap them first.
         inner = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
         if isinstance(inner, BaseException) and inner is not exc:
             exc = inner
             continue
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            code = getattr(exc, "verify_code", None)
+            fallback = f"certificate rejected ({getattr(exc, 'verify_message', exc)})"
+            return VERIFY_CLASSES.get(code, fallback)
         if isinstance(exc, ssl.SSLError):
             return f"tls handshake ({exc.reason or exc.strerror or exc})".lower()
         if isinstance(exc, ConnectionRefusedError):
             return "connection refused"
+        if isinstance(exc, socket.gaierror):
+            return "name resolution"
         if isinstance(exc, TimeoutError):
             return "timeout"
         exc = exc.__cause__ or exc.__context__

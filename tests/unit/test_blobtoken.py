@@ -34,7 +34,7 @@ def test_good_token(key):
 
 def test_tampered_payload(key):
     token = sign(key)
-    header, payload, signature = token.split(".")
+    header, _payload, signature = token.split(".")
     other = sign(key, repository="bob/app").split(".")[1]
     with pytest.raises(TokenError) as info:
         KeySet(jwks(key)).verify(f"{header}.{other}.{signature}", repository="bob/app",

@@ -21,7 +21,7 @@ def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("certs")
     root = CertificateAuthority.create()
     leaf = root.intermediate().issue_server(["cache.example.com"])
-    cert, key = leaf.write(d / "cache.cert.pem", d / "cache.key.pem")
+    leaf.write(d / "cache.cert.pem", d / "cache.key.pem")
     root.write_cert(d / "dtr.cert.pem")
     leaf.write(d / "enc.cert.pem", d / "enc.key.pem", key_password=b"pw")
     leaf.with_other_key().write(d / "other.cert.pem", d / "other.key.pem")

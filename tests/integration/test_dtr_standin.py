@@ -1,0 +1,408 @@
+"""The DTR stand-in (fixtures/dtr) end to end: real distribution registry, real reference cache,
+real TLS from fixtures.pki, all local processes on loopback.
+
+One module-scoped stack: registry <- stand-in <- cache. alice pushes ``alice/app``; admin registers
+the cache and alice points her settings at it; her blob GETs get a signed 307 to the cache, which
+fills the miss from the stand-in with the signed token and then hits.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import ssl
+import stat
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jwt
+import pytest
+
+from cache_under_test.blobtoken import JWKS_PATH, TOKEN_PARAM, KeySet
+from fixtures.dtr import CACHE_SETTING_FIELD
+from fixtures.local import (
+    LocalServer,
+    free_port,
+    read_password,
+    start_cache,
+    start_dtr,
+    start_registry,
+    wait_ready,
+)
+from fixtures.logs import events
+from fixtures.pki import CertificateAuthority, Issued, trust_context
+from fixtures.registry import RegistryClient, RegistryError, verify_digest
+
+pytestmark = pytest.mark.integration
+
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+CACHES = "/api/v0/content_caches"
+
+
+@dataclass
+class Image:
+    """A small synthesized image: layer and config blobs, and the manifest naming them."""
+
+    layers: list[bytes]
+    config: bytes
+    manifest: bytes
+
+    @property
+    def layer_digest(self) -> str:
+        return _digest(self.layers[0])
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def make_image(size: int = 64 * 1024) -> Image:
+    """A unique one-layer image (random file content, so digests never collide across runs)."""
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        content = os.urandom(size)
+        info = tarfile.TarInfo("data.bin")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    layer = gzip.compress(tar_bytes.getvalue(), compresslevel=1)
+    diff_id = "sha256:" + hashlib.sha256(tar_bytes.getvalue()).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "size": len(config), "digest": _digest(config)},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(layer), "digest": _digest(layer)}],
+    }).encode()
+    return Image([layer], config, manifest)
+
+
+def push(client: RegistryClient, repo: str, image: Image, chunk_size: int | None = None) -> None:
+    for layer in image.layers:
+        client.push_blob(repo, layer, chunk_size=chunk_size)
+    client.push_blob(repo, image.config)
+    client.push_manifest(repo, "latest", image.manifest, MANIFEST_TYPE)
+
+
+@dataclass
+class Stack:
+    """The running processes and what the tests need to talk to them."""
+
+    workdir: Path
+    ca: CertificateAuthority
+    ca_file: Path
+    registry: LocalServer
+    dtr: LocalServer
+    cache: LocalServer
+    verify: ssl.SSLContext
+    dtr_tls: Issued
+
+    def password(self, user: str) -> str:
+        return read_password(self.dtr.extra["users"], user)
+
+    def client(self, user: str) -> RegistryClient:
+        return RegistryClient(self.dtr.url, verify=self.verify, username=user,
+                              password=self.password(user))
+
+    def api(self, user: str) -> httpx.Client:
+        return httpx.Client(base_url=self.dtr.url, verify=self.verify,
+                            auth=(user, self.password(user)), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("dtr-standin")
+    root = CertificateAuthority.create()
+    inter = root.intermediate()
+    ca_file = root.write_cert(workdir / "ca.pem")
+    verify = trust_context(root)
+    servers: list[LocalServer] = []
+    built: Stack | None = None
+    try:
+        registry = start_registry(workdir, None)
+        servers.append(registry)
+        dtr_tls = inter.issue_server(["127.0.0.1", "localhost"])
+        dtr = start_dtr(workdir, dtr_tls,
+                        ca_pem_path=ca_file, registry_url=registry.url, cache_cas=[ca_file])
+        servers.append(dtr)
+        cache = start_cache(workdir, inter.issue_server(["127.0.0.1"]), upstreams=[dtr.url],
+                            cas=[ca_file])
+        servers.append(cache)
+        wait_ready(registry, False)
+        wait_ready(dtr, verify)
+        wait_ready(cache, verify)
+        built = Stack(workdir, root, ca_file, registry, dtr, cache, verify, dtr_tls)
+        yield built
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        if built is not None:
+            built.dtr.stop()  # the restart test replaces the stand-in's process
+
+
+@pytest.fixture(scope="module")
+def image(stack: Stack) -> Image:
+    """alice/app:latest, pushed by alice through the stand-in (bearer flow)."""
+    built = make_image()
+    with stack.client("alice") as alice:
+        push(alice, "alice/app", built)
+    return built
+
+
+@pytest.fixture(scope="module")
+def registered(stack: Stack) -> dict:
+    """The cache registered by admin, and alice's settings pointing at it."""
+    with stack.api("admin") as admin:
+        answer = admin.post(CACHES, json={"name": "region-test", "host": stack.cache.url})
+        assert answer.status_code == 201, answer.text
+        cache = answer.json()
+        settings = admin.post("/api/v0/accounts/alice/settings",
+                              json={CACHE_SETTING_FIELD: cache["id"]})
+        assert settings.status_code == 200, settings.text
+    return cache
+
+
+@pytest.fixture
+def rogue_cache(stack: Stack) -> Iterator[LocalServer]:
+    """A cache whose certificate comes from a CA the stand-in does not trust."""
+    other = CertificateAuthority.create("Some Other Root CA")
+    server = start_cache(stack.workdir / "rogue", other.issue_server(["127.0.0.1"]),
+                         upstreams=[stack.dtr.url], cas=[stack.ca_file], name="rogue")
+    try:
+        wait_ready(server, trust_context(other))
+        yield server
+    finally:
+        server.stop()
+
+
+def _cache_events(stack: Stack, name: str, digest: str, timeout: float = 5.0) -> list:
+    """The cache's ``name`` events for ``digest``; waits a little, as the cache logs a blob
+    event once the response is complete, which can be just after the client has it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = events(stack.cache.log_lines(), name, digest=digest)
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+# -- DTR's unauthenticated endpoints and the token flow ---------------------------------------
+
+
+def test_ca_and_jwks_need_no_auth(stack: Stack) -> None:
+    ca = httpx.get(stack.dtr.url + "/ca", verify=stack.verify)
+    assert ca.status_code == 200
+    assert ca.content.strip() == stack.ca_file.read_bytes().strip()
+    keys = httpx.get(stack.dtr.url + JWKS_PATH, verify=stack.verify)
+    assert keys.status_code == 200
+    assert KeySet(keys.json()).keys, "the JWKS holds no usable key"
+
+
+def test_unauthenticated_v2_gets_the_bearer_challenge(stack: Stack) -> None:
+    answer = httpx.get(stack.dtr.url + "/v2/alice/app/manifests/latest", verify=stack.verify)
+    assert answer.status_code == 401
+    challenge = answer.headers["www-authenticate"]
+    assert challenge.startswith(f'Bearer realm="{stack.dtr.url}/auth/token"')
+    assert 'service="dtr-standin"' in challenge
+    assert 'scope="repository:alice/app:pull"' in challenge
+    assert answer.headers["docker-distribution-api-version"] == "registry/2.0"
+    assert answer.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    base = httpx.get(stack.dtr.url + "/v2/", verify=stack.verify)
+    assert base.status_code == 401 and "scope=" not in base.headers["www-authenticate"]
+
+
+def test_token_grants_only_what_the_policy_allows(stack: Stack) -> None:
+    def granted(user: str, scope: str) -> list:
+        answer = httpx.get(stack.dtr.url + "/auth/token", verify=stack.verify,
+                           params={"service": "dtr-standin", "scope": scope},
+                           auth=(user, stack.password(user)))
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["token"] == body["access_token"] and body["expires_in"] > 0
+        return jwt.decode(body["token"], options={"verify_signature": False})["access"]
+
+    assert granted("alice", "repository:alice/app:pull,push")[0]["actions"] == ["pull", "push"]
+    assert granted("bob", "repository:alice/app:pull,push") == []
+    assert granted("bob", "repository:public/base:pull,push")[0]["actions"] == ["pull"]
+    assert granted("admin", "repository:alice/app:*")[0]["actions"] == ["*"]
+    wrong = httpx.get(stack.dtr.url + "/auth/token", verify=stack.verify,
+                      params={"scope": "repository:alice/app:pull"}, auth=("alice", "nope"))
+    assert wrong.status_code == 401
+
+
+def test_users_file_is_private_and_passwords_never_logged(stack: Stack, image: Image) -> None:
+    for private in (stack.dtr.extra["users"], stack.dtr.extra["signing_key"]):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+    log = stack.dtr.log_path.read_text()
+    assert '"event": "dtr.token"' in log
+    for user in ("admin", "alice", "bob"):
+        assert stack.password(user) not in log
+    assert "eyJ" not in log, "a JWT reached the stand-in's log"
+
+
+# -- push and pull through the stand-in -------------------------------------------------------
+
+
+def test_alice_pushes_and_gets_the_manifest_from_dtr(stack: Stack, image: Image,
+                                                     registered: dict) -> None:
+    with stack.client("alice") as alice:
+        manifest = alice.get_manifest("alice/app", "latest")
+    assert manifest.status_code == 200, "manifests always come from DTR, never redirected"
+    assert manifest.content == image.manifest
+    assert "location" not in manifest.headers
+
+
+def test_chunked_push_of_a_larger_blob_streams_through(stack: Stack) -> None:
+    big = make_image(size=3 * 1024 * 1024)
+    with stack.client("alice") as alice:
+        push(alice, "alice/big", big, chunk_size=1024 * 1024)
+        assert alice.get_manifest("alice/big", "latest").status_code == 200
+
+
+def test_bob_can_neither_push_nor_pull_alices_repo(stack: Stack, image: Image) -> None:
+    with stack.client("bob") as bob:
+        with pytest.raises(RegistryError) as refused:
+            bob.push_blob("alice/app", b"bob was here")
+        assert refused.value.response is not None
+        assert refused.value.response.status_code in (401, 403)
+        blob = bob.get_blob("alice/app", image.layer_digest)
+        assert blob.status_code in (401, 403)
+        assert "location" not in blob.headers, "an unauthorized pull must never be redirected"
+        assert bob.get_manifest("alice/app", "latest").status_code in (401, 403)
+
+
+# -- content cache registration and account settings ------------------------------------------
+
+
+def test_cache_registration_rules(stack: Stack, registered: dict) -> None:
+    with stack.api("admin") as admin:
+        listed = admin.get(CACHES).json()
+        assert registered in listed
+        duplicate = admin.post(CACHES, json={"name": "region-test", "host": stack.cache.url})
+        assert duplicate.status_code == 409
+        plain = admin.post(CACHES, json={"name": "plain", "host": "http://127.0.0.1:1"})
+        assert plain.status_code == 400 and "https" in plain.text
+        dead = admin.post(CACHES, json={"name": "dead",
+                                        "host": f"https://127.0.0.1:{free_port()}"})
+        assert dead.status_code == 400 and "connection refused" in dead.text
+    with stack.api("alice") as alice:
+        assert alice.post(CACHES, json={"name": "mine", "host": stack.cache.url}
+                          ).status_code == 403
+
+
+def test_cache_with_an_untrusted_certificate_is_refused(stack: Stack,
+                                                        rogue_cache: LocalServer) -> None:
+    with stack.api("admin") as admin:
+        answer = admin.post(CACHES, json={"name": "rogue", "host": rogue_cache.url})
+        assert answer.status_code == 400
+        message = answer.json()["errors"][0]["message"]
+        assert "unknown authority" in message
+        assert "x509: certificate signed by unknown authority" in message
+        assert rogue_cache.url in message and "trusted CAs" in message
+        assert all(c["name"] != "rogue" for c in admin.get(CACHES).json())
+    assert events(stack.dtr.log_lines(), "dtr.cache_refused", cache_name="rogue")
+
+
+def test_settings_hold_the_cache_id(stack: Stack, registered: dict) -> None:
+    with stack.api("alice") as alice:
+        assert alice.get("/api/v0/accounts/alice/settings").json()[CACHE_SETTING_FIELD] == \
+            registered["id"]
+        bogus = alice.post("/api/v0/accounts/alice/settings", json={CACHE_SETTING_FIELD: "nope"})
+        assert bogus.status_code == 400
+        assert alice.get("/api/v0/accounts/bob/settings").status_code == 403
+    with stack.api("bob") as bob:
+        assert bob.get("/api/v0/accounts/bob/settings").json()[CACHE_SETTING_FIELD] == ""
+
+
+# -- the redirect, the cache's fill, and the signed token -------------------------------------
+
+
+def test_alice_is_redirected_to_the_cache_miss_then_hit(stack: Stack, image: Image,
+                                                        registered: dict) -> None:
+    digest = image.layer_digest
+    with stack.client("alice") as alice:
+        head = alice.get_blob("alice/app", digest, method="HEAD")
+        assert head.status_code == 200, "HEADs are never redirected"
+        redirect = alice.get_blob("alice/app", digest)
+        assert redirect.status_code == 307
+        assert redirect.headers["cache-control"] == "no-store"
+        location = urlsplit(redirect.headers["location"])
+        assert location.netloc == urlsplit(stack.cache.url).netloc
+        assert location.path == f"/v2/alice/app/blobs/{digest}"
+        assert TOKEN_PARAM in parse_qs(location.query)
+
+        first = alice.follow(redirect)
+        assert first.status_code == 200, first.text
+        assert "authorization" not in first.request.headers
+        assert verify_digest(first.content, digest)
+        assert first.headers.get("x-cache") == "MISS"
+        assert _cache_events(stack, "blob.miss", digest)
+
+        second = alice.follow(alice.get_blob("alice/app", digest))
+        assert second.status_code == 200 and verify_digest(second.content, digest)
+        assert second.headers.get("x-cache") == "HIT"
+        assert _cache_events(stack, "blob.hit", digest)
+    assert events(stack.dtr.log_lines(), "dtr.redirect", user="alice", digest=digest)
+    assert events(stack.dtr.log_lines(), "dtr.signed_blob", user="alice", digest=digest)
+
+
+def test_tampered_token_gets_nothing(stack: Stack, image: Image, registered: dict) -> None:
+    with stack.client("alice") as alice:
+        redirect = alice.get_blob("alice/app", image.layer_digest)
+    assert redirect.status_code == 307
+    location = redirect.headers["location"]
+    token = parse_qs(urlsplit(location).query)[TOKEN_PARAM][0]
+    head, payload, signature = token.split(".")
+    flipped = "A" if signature[10] != "A" else "B"
+    tampered = f"{head}.{payload}.{signature[:10]}{flipped}{signature[11:]}"
+    url = httpx.URL(location).copy_set_param(TOKEN_PARAM, tampered)
+    at_cache = httpx.get(url, verify=stack.verify)
+    assert at_cache.status_code == 401
+    at_dtr = httpx.get(httpx.URL(stack.dtr.url + url.raw_path.decode()), verify=stack.verify)
+    assert at_dtr.status_code == 401
+    assert at_dtr.json()["errors"][0]["code"] == "UNAUTHORIZED"
+
+
+def test_signed_token_is_served_by_dtr_without_bearer(stack: Stack, image: Image,
+                                                      registered: dict) -> None:
+    with stack.client("alice") as alice:
+        redirect = alice.get_blob("alice/app", image.layer_digest)
+    at_dtr = httpx.get(stack.dtr.url + urlsplit(redirect.headers["location"]).path + "?"
+                       + urlsplit(redirect.headers["location"]).query, verify=stack.verify)
+    assert at_dtr.status_code == 200
+    assert verify_digest(at_dtr.content, image.layer_digest)
+
+
+def test_bob_without_a_cache_gets_blobs_directly(stack: Stack, registered: dict) -> None:
+    own = make_image()
+    with stack.client("bob") as bob:
+        push(bob, "bob/tools", own)
+        blob = bob.get_blob("bob/tools", own.layer_digest)
+    assert blob.status_code == 200
+    assert "location" not in blob.headers
+    assert verify_digest(blob.content, own.layer_digest)
+
+
+def test_restart_keeps_users_caches_and_settings(stack: Stack, registered: dict) -> None:
+    before = stack.password("alice")
+    stack.dtr.stop()
+    # Same workdir and port: the same config and state directory.
+    restarted = start_dtr(stack.workdir, stack.dtr_tls, ca_pem_path=stack.ca_file,
+                      registry_url=stack.registry.url, cache_cas=[stack.ca_file],
+                      port=stack.dtr.port)
+    stack.dtr = restarted
+    wait_ready(restarted, stack.verify)
+    assert stack.password("alice") == before
+    with stack.api("alice") as alice:
+        assert alice.get("/api/v0/accounts/alice/settings").json()[CACHE_SETTING_FIELD] == \
+            registered["id"]
+        assert registered in alice.get(CACHES).json()
