@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import docker
 import docker.errors
@@ -17,6 +16,8 @@ import pytest
 from docker.models.containers import Container
 
 from fixtures import images
+from fixtures.pki import CertificateAuthority, trust_context, write_seed_certs
+from fixtures.seed import cache_config, write_yaml
 
 pytestmark = pytest.mark.docker
 
@@ -87,28 +88,14 @@ def test_base_image_has_python3_and_docker_registry(base_image: str, run_contain
     assert "github.com/docker/distribution 2." in out, out
 
 
-def _write_deployment(pki: ModuleType, root: Path) -> tuple[Path, Path, object]:
+def _write_deployment(root: Path) -> tuple[Path, Path, CertificateAuthority]:
     """The seed's layout: config.yml and certs/ (cache chain + key, DTR CA). Returns the CA."""
-    ca = pki.CertificateAuthority.create("Images Test Root CA")
+    ca = CertificateAuthority.create("Images Test Root CA")
     issued = ca.intermediate("Images Test Intermediate CA").issue_server(["localhost", "127.0.0.1"])
-    dtr_ca = pki.CertificateAuthority.create("Images Test DTR CA")
     certs = root / "certs"
-    pki.write_seed_certs(certs, issued, dtr_ca)
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: info\n"
-        "storage:\n  delete:\n    enabled: true\n"
-        "  filesystem:\n    rootdirectory: /var/lib/registry\n"
-        "http:\n  addr: 0.0.0.0:443\n  secret: images-test-secret\n"
-        "  host: https://localhost\n"
-        "  tls:\n    certificate: /run/secrets/cache.cert.pem\n"
-        "    key: /run/secrets/cache.key.pem\n"
-        "middleware:\n  registry:\n    - name: downstream\n      options:\n"
-        '        blobttl: "24h"\n'
-        f"        upstreams:\n          - {UNREACHABLE_UPSTREAM}\n"
-        "        cas:\n          - /run/secrets/dtr.cert.pem\n"
-    )
+    write_seed_certs(certs, issued, CertificateAuthority.create("Images Test DTR CA"))
+    config = write_yaml(root / "config.yml", cache_config(
+        upstreams=[UNREACHABLE_UPSTREAM], host="https://localhost", secret="images-test-secret"))
     return config, certs, ca
 
 
@@ -125,8 +112,7 @@ def _host_port(container: Container, deadline: float) -> int:
 
 
 def test_cache_image_serves_v2_over_tls(cache_image: str, run_container, tmp_path: Path) -> None:
-    pki = pytest.importorskip("fixtures.pki", reason="fixtures/pki.py is not written yet")
-    config, certs, ca = _write_deployment(pki, tmp_path)
+    config, certs, ca = _write_deployment(tmp_path)
     container = run_container(
         cache_image,
         volumes={
@@ -137,7 +123,7 @@ def test_cache_image_serves_v2_over_tls(cache_image: str, run_container, tmp_pat
     )
     deadline = time.monotonic() + START_TIMEOUT
     url = f"https://127.0.0.1:{_host_port(container, deadline)}/v2/"
-    verify = pki.trust_context(ca)
+    verify = trust_context(ca)
     last: Exception | None = None
     while time.monotonic() < deadline:
         container.reload()

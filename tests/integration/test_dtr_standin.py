@@ -134,11 +134,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         dtr = start_dtr(workdir, dtr_tls,
                         ca_pem_path=ca_file, registry_url=registry.url, cache_cas=[ca_file])
         servers.append(dtr)
+        wait_ready(registry, False)
+        wait_ready(dtr, verify)
+        # The cache fetches DTR's keys at start: start it once the stand-in answers.
         cache = start_cache(workdir, inter.issue_server(["127.0.0.1"]), upstreams=[dtr.url],
                             cas=[ca_file])
         servers.append(cache)
-        wait_ready(registry, False)
-        wait_ready(dtr, verify)
         wait_ready(cache, verify)
         built = Stack(workdir, root, ca_file, registry, dtr, cache, verify, dtr_tls)
         yield built
