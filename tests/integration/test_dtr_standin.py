@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import ssl
 import stat
 import tarfile
@@ -144,10 +145,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         built = Stack(workdir, root, ca_file, registry, dtr, cache, verify, dtr_tls)
         yield built
     finally:
-        for server in reversed(servers):
-            server.stop()
         if built is not None:
             built.dtr.stop()  # the restart test replaces the stand-in's process
+        for server in reversed(servers):
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +163,13 @@ def image(stack: Stack) -> Image:
 
 @pytest.fixture(scope="module")
 def registered(stack: Stack) -> dict:
-    """The cache registered by admin, and alice's settings pointing at it."""
+    """The cache registered by admin, and alice pointing her settings at it."""
     with stack.api("admin") as admin:
         answer = admin.post(CACHES, json={"name": "region-test", "host": stack.cache.url})
         assert answer.status_code == 201, answer.text
         cache = answer.json()
-        settings = admin.post("/api/v0/accounts/alice/settings",
+    with stack.api("alice") as alice:
+        settings = alice.post("/api/v0/accounts/alice/settings",
                               json={CACHE_SETTING_FIELD: cache["id"]})
         assert settings.status_code == 200, settings.text
     return cache
@@ -295,9 +298,19 @@ def test_cache_registration_rules(stack: Stack, registered: dict) -> None:
         dead = admin.post(CACHES, json={"name": "dead",
                                         "host": f"https://127.0.0.1:{free_port()}"})
         assert dead.status_code == 400 and "connection refused" in dead.text
+        extra = admin.post(CACHES, json={"name": "short-lived", "host": stack.cache.url})
+        assert extra.status_code == 201
+        cache_id = extra.json()["id"]
+        assert admin.post("/api/v0/accounts/bob/settings",
+                          json={CACHE_SETTING_FIELD: cache_id}).status_code == 200
+        assert admin.delete(f"{CACHES}/{cache_id}").status_code == 204
+        assert admin.delete(f"{CACHES}/{cache_id}").status_code == 404
+        bob = admin.get("/api/v0/accounts/bob/settings").json()
+        assert bob[CACHE_SETTING_FIELD] == "", "deleting a cache unpoints its users"
     with stack.api("alice") as alice:
         assert alice.post(CACHES, json={"name": "mine", "host": stack.cache.url}
                           ).status_code == 403
+        assert alice.delete(f"{CACHES}/{registered['id']}").status_code == 403
 
 
 def test_cache_with_an_untrusted_certificate_is_refused(stack: Stack,
@@ -395,6 +408,7 @@ def test_bob_without_a_cache_gets_blobs_directly(stack: Stack, registered: dict)
 
 def test_restart_keeps_users_caches_and_settings(stack: Stack, registered: dict) -> None:
     before = stack.password("alice")
+    keys = httpx.get(stack.dtr.url + JWKS_PATH, verify=stack.verify).json()
     stack.dtr.stop()
     # Same workdir and port: the same config and state directory.
     restarted = start_dtr(stack.workdir, stack.dtr_tls, ca_pem_path=stack.ca_file,
@@ -403,6 +417,7 @@ def test_restart_keeps_users_caches_and_settings(stack: Stack, registered: dict)
     stack.dtr = restarted
     wait_ready(restarted, stack.verify)
     assert stack.password("alice") == before
+    assert httpx.get(restarted.url + JWKS_PATH, verify=stack.verify).json() == keys
     with stack.api("alice") as alice:
         assert alice.get("/api/v0/accounts/alice/settings").json()[CACHE_SETTING_FIELD] == \
             registered["id"]
