@@ -16,7 +16,11 @@ from .blobtoken import JWKS_PATH, BlobGrant, KeySet, TokenError, UnknownKey
 from .events import emit
 from .upstream import AllUpstreamsFailed, UpstreamPool
 
-KEY_REFRESH_MIN_INTERVAL = 5.0
+# After a successful fetch an unknown key id refetches at most this often (a flood of forged
+# kids must not become a flood of upstream requests); after a failed one, sooner, so a cache
+# that started before DTR answered recovers at once.
+KEY_REFRESH_AFTER_SUCCESS = 1.0
+KEY_REFRESH_AFTER_FAILURE = 0.5
 
 
 class Authorizer:
@@ -26,7 +30,7 @@ class Authorizer:
         self.pool = pool
         self.keys = KeySet()
         self.document: dict | None = None
-        self._fetched_at = 0.0
+        self._next_fetch = 0.0
         self._lock = asyncio.Lock()
 
     async def refresh_keys(self, *, force: bool = False) -> bool:
@@ -34,9 +38,9 @@ class Authorizer:
         async with self._lock:
             if not force and self.document is not None:
                 return False
-            if time.monotonic() - self._fetched_at < KEY_REFRESH_MIN_INTERVAL:
+            if time.monotonic() < self._next_fetch:
                 return False
-            self._fetched_at = time.monotonic()
+            self._next_fetch = time.monotonic() + KEY_REFRESH_AFTER_FAILURE
             try:
                 answer = await self.pool.request("GET", JWKS_PATH, registry_api=False)
             except AllUpstreamsFailed as exc:
@@ -56,6 +60,7 @@ class Authorizer:
             finally:
                 answer.release()
             self.document = document
+            self._next_fetch = time.monotonic() + KEY_REFRESH_AFTER_SUCCESS
             emit("keys.fetched", upstream=answer.upstream, key_ids=sorted(self.keys.keys))
             return True
 

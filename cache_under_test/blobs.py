@@ -21,6 +21,7 @@ from .storage import BlobStore, StoredBlob
 from .upstream import AllUpstreamsFailed, UpstreamPool, relay_headers
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_REFUSAL_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "BLOB_UNKNOWN"}
 
 
 class BlobHandler:
@@ -109,8 +110,11 @@ class BlobHandler:
                 return None
             denied("upstream refused", repo=name, digest=str(digest), client=request.remote,
                    status=answer.response.status)
-            return web.Response(status=answer.response.status,
-                                headers=_error_headers(relay_headers(answer.response)))
+            status = answer.response.status
+            challenge = answer.response.headers.get("WWW-Authenticate")
+            return oci_error(status, _REFUSAL_CODES.get(status, "DENIED"),
+                             f"the upstream refused this request ({status})",
+                             headers={"WWW-Authenticate": challenge} if challenge else None)
         finally:
             answer.release()
 

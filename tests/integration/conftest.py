@@ -4,14 +4,25 @@ as local processes on loopback, with TLS from the test PKI. Everything started i
 from __future__ import annotations
 
 import os
+import shutil
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
-from fixtures.local import LocalServer, start_cache, start_registry, wait_ready
+from fixtures.dtr import CACHE_SETTING_FIELD
+from fixtures.local import (
+    LocalServer,
+    read_password,
+    start_cache,
+    start_dtr,
+    start_registry,
+    wait_ready,
+)
 from fixtures.logs import distribution_requests, events
 from fixtures.pki import CertificateAuthority, Issued, trust_context
 from fixtures.registry import RegistryClient
@@ -101,7 +112,7 @@ def upstream_gets(registry: LocalServer, repo: str, digest: str) -> int:
     return len(distribution_requests(registry.log_lines(), "GET", f"/v2/{repo}/blobs/{digest}"))
 
 
-def wait_for_event(server: LocalServer, name: str, timeout: float = 10.0, **match):
+def wait_for_event(server: LocalServer, name: str, /, timeout: float = 10.0, **match):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = events(server.log_lines(), name, **match)
@@ -116,3 +127,82 @@ def stored_files(cache: LocalServer) -> list[Path]:
     """Published blobs and leftover uploads under the cache's storage root."""
     root = cache.extra["storage"] / "docker" / "registry" / "v2"
     return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+# -- the DTR stand-in stack: registry <- stand-in <- cache, as local processes ----------
+
+CACHES = "/api/v0/content_caches"
+
+
+@dataclass
+class Stack:
+    """The running processes and what the tests need to talk to them."""
+
+    workdir: Path
+    ca: CertificateAuthority
+    ca_file: Path
+    registry: LocalServer
+    dtr: LocalServer
+    cache: LocalServer
+    verify: ssl.SSLContext
+    dtr_tls: Issued
+
+    def password(self, user: str) -> str:
+        return read_password(self.dtr.extra["users"], user)
+
+    def client(self, user: str) -> RegistryClient:
+        return RegistryClient(self.dtr.url, verify=self.verify, username=user,
+                              password=self.password(user))
+
+    def api(self, user: str) -> httpx.Client:
+        return httpx.Client(base_url=self.dtr.url, verify=self.verify,
+                            auth=(user, self.password(user)), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("dtr-standin")
+    root = CertificateAuthority.create()
+    inter = root.intermediate()
+    ca_file = root.write_cert(workdir / "ca.pem")
+    verify = trust_context(root)
+    servers: list[LocalServer] = []
+    built: Stack | None = None
+    try:
+        registry = start_registry(workdir, None)
+        servers.append(registry)
+        dtr_tls = inter.issue_server(["127.0.0.1", "localhost"])
+        dtr = start_dtr(workdir, dtr_tls,
+                        ca_pem_path=ca_file, registry_url=registry.url, cache_cas=[ca_file])
+        servers.append(dtr)
+        wait_ready(registry, False)
+        wait_ready(dtr, verify)
+        # The cache fetches DTR's keys at start: start it once the stand-in answers.
+        cache = start_cache(workdir, inter.issue_server(["127.0.0.1"]), upstreams=[dtr.url],
+                            cas=[ca_file])
+        servers.append(cache)
+        wait_ready(cache, verify)
+        built = Stack(workdir, root, ca_file, registry, dtr, cache, verify, dtr_tls)
+        yield built
+    finally:
+        if built is not None:
+            built.dtr.stop()  # the restart test replaces the stand-in's process
+        for server in reversed(servers):
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def registered(stack: Stack) -> dict:
+    """The cache registered by admin, and alice pointing her settings at it."""
+    with stack.api("admin") as admin:
+        answer = admin.post(CACHES, json={"name": "region-test", "host": stack.cache.url})
+        assert answer.status_code == 201, answer.text
+        cache = answer.json()
+    with stack.api("alice") as alice:
+        settings = alice.post("/api/v0/accounts/alice/settings",
+                              json={CACHE_SETTING_FIELD: cache["id"]})
+        assert settings.status_code == 200, settings.text
+    return cache
+
+

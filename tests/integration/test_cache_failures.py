@@ -137,7 +137,7 @@ def test_round_robin_spreads_fetches(tmp_path, registry, make_cache, push, pki, 
 
 
 class _NotARegistry(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         body = b"<html>login page</html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
@@ -145,7 +145,7 @@ class _NotARegistry(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_HEAD = do_GET  # noqa: N815
+    do_HEAD = do_GET
 
     def log_message(self, *args):
         pass

@@ -1,4 +1,4 @@
-"""Single flight: N concurrent misses make one upstream fetch, and everyone streams while it runs."""
+"""Single flight: N concurrent misses make one upstream fetch; all stream while it runs."""
 
 from __future__ import annotations
 

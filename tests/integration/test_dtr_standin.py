@@ -8,19 +8,9 @@ fills the miss from the stand-in with the signed token and then hits.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import json
-import os
-import shutil
-import ssl
 import stat
-import tarfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -32,124 +22,34 @@ from fixtures.dtr import CACHE_SETTING_FIELD
 from fixtures.local import (
     LocalServer,
     free_port,
-    read_password,
     start_cache,
     start_dtr,
-    start_registry,
     wait_ready,
 )
 from fixtures.logs import events
-from fixtures.pki import CertificateAuthority, Issued, trust_context
+from fixtures.oci import Image, synthesize
+from fixtures.pki import CertificateAuthority, trust_context
 from fixtures.registry import RegistryClient, RegistryError, verify_digest
+
+from .conftest import CACHES, Stack
 
 pytestmark = pytest.mark.integration
 
-MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
-CACHES = "/api/v0/content_caches"
-
-
-@dataclass
-class Image:
-    """A small synthesized image: layer and config blobs, and the manifest naming them."""
-
-    layers: list[bytes]
-    config: bytes
-    manifest: bytes
-
-    @property
-    def layer_digest(self) -> str:
-        return _digest(self.layers[0])
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def make_image(size: int = 64 * 1024) -> Image:
-    """A unique one-layer image (random file content, so digests never collide across runs)."""
-    tar_bytes = io.BytesIO()
-    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
-        content = os.urandom(size)
-        info = tarfile.TarInfo("data.bin")
-        info.size = len(content)
-        tar.addfile(info, io.BytesIO(content))
-    layer = gzip.compress(tar_bytes.getvalue(), compresslevel=1)
-    diff_id = "sha256:" + hashlib.sha256(tar_bytes.getvalue()).hexdigest()
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "size": len(config), "digest": _digest(config)},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    "size": len(layer), "digest": _digest(layer)}],
-    }).encode()
-    return Image([layer], config, manifest)
+    """A unique one-layer image (random content, so digests never collide across runs)."""
+    return synthesize(layers=1, layer_size=size)
 
 
 def push(client: RegistryClient, repo: str, image: Image, chunk_size: int | None = None) -> None:
-    for layer in image.layers:
-        client.push_blob(repo, layer, chunk_size=chunk_size)
-    client.push_blob(repo, image.config)
-    client.push_manifest(repo, "latest", image.manifest, MANIFEST_TYPE)
-
-
-@dataclass
-class Stack:
-    """The running processes and what the tests need to talk to them."""
-
-    workdir: Path
-    ca: CertificateAuthority
-    ca_file: Path
-    registry: LocalServer
-    dtr: LocalServer
-    cache: LocalServer
-    verify: ssl.SSLContext
-    dtr_tls: Issued
-
-    def password(self, user: str) -> str:
-        return read_password(self.dtr.extra["users"], user)
-
-    def client(self, user: str) -> RegistryClient:
-        return RegistryClient(self.dtr.url, verify=self.verify, username=user,
-                              password=self.password(user))
-
-    def api(self, user: str) -> httpx.Client:
-        return httpx.Client(base_url=self.dtr.url, verify=self.verify,
-                            auth=(user, self.password(user)), timeout=30)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("dtr-standin")
-    root = CertificateAuthority.create()
-    inter = root.intermediate()
-    ca_file = root.write_cert(workdir / "ca.pem")
-    verify = trust_context(root)
-    servers: list[LocalServer] = []
-    built: Stack | None = None
-    try:
-        registry = start_registry(workdir, None)
-        servers.append(registry)
-        dtr_tls = inter.issue_server(["127.0.0.1", "localhost"])
-        dtr = start_dtr(workdir, dtr_tls,
-                        ca_pem_path=ca_file, registry_url=registry.url, cache_cas=[ca_file])
-        servers.append(dtr)
-        wait_ready(registry, False)
-        wait_ready(dtr, verify)
-        # The cache fetches DTR's keys at start: start it once the stand-in answers.
-        cache = start_cache(workdir, inter.issue_server(["127.0.0.1"]), upstreams=[dtr.url],
-                            cas=[ca_file])
-        servers.append(cache)
-        wait_ready(cache, verify)
-        built = Stack(workdir, root, ca_file, registry, dtr, cache, verify, dtr_tls)
-        yield built
-    finally:
-        if built is not None:
-            built.dtr.stop()  # the restart test replaces the stand-in's process
-        for server in reversed(servers):
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    """Push ``image`` as ``repo:latest``; blobs in PATCH chunks when ``chunk_size``."""
+    if chunk_size is None:
+        image.push(client, repo, "latest")
+        return
+    for blob in image.blobs:
+        client.push_blob(repo, blob.data, chunk_size=chunk_size)
+    client.push_manifest(repo, "latest", image.manifest, image.manifest_media_type)
 
 
 @pytest.fixture(scope="module")
@@ -159,20 +59,6 @@ def image(stack: Stack) -> Image:
     with stack.client("alice") as alice:
         push(alice, "alice/app", built)
     return built
-
-
-@pytest.fixture(scope="module")
-def registered(stack: Stack) -> dict:
-    """The cache registered by admin, and alice pointing her settings at it."""
-    with stack.api("admin") as admin:
-        answer = admin.post(CACHES, json={"name": "region-test", "host": stack.cache.url})
-        assert answer.status_code == 201, answer.text
-        cache = answer.json()
-    with stack.api("alice") as alice:
-        settings = alice.post("/api/v0/accounts/alice/settings",
-                              json={CACHE_SETTING_FIELD: cache["id"]})
-        assert settings.status_code == 200, settings.text
-    return cache
 
 
 @pytest.fixture
@@ -278,7 +164,7 @@ def test_bob_can_neither_push_nor_pull_alices_repo(stack: Stack, image: Image) -
             bob.push_blob("alice/app", b"bob was here")
         assert refused.value.response is not None
         assert refused.value.response.status_code in (401, 403)
-        blob = bob.get_blob("alice/app", image.layer_digest)
+        blob = bob.get_blob("alice/app", image.layers[0].digest)
         assert blob.status_code in (401, 403)
         assert "location" not in blob.headers, "an unauthorized pull must never be redirected"
         assert bob.get_manifest("alice/app", "latest").status_code in (401, 403)
@@ -342,7 +228,7 @@ def test_settings_hold_the_cache_id(stack: Stack, registered: dict) -> None:
 
 def test_alice_is_redirected_to_the_cache_miss_then_hit(stack: Stack, image: Image,
                                                         registered: dict) -> None:
-    digest = image.layer_digest
+    digest = image.layers[0].digest
     with stack.client("alice") as alice:
         head = alice.get_blob("alice/app", digest, method="HEAD")
         assert head.status_code == 200, "HEADs are never redirected"
@@ -371,7 +257,7 @@ def test_alice_is_redirected_to_the_cache_miss_then_hit(stack: Stack, image: Ima
 
 def test_tampered_token_gets_nothing(stack: Stack, image: Image, registered: dict) -> None:
     with stack.client("alice") as alice:
-        redirect = alice.get_blob("alice/app", image.layer_digest)
+        redirect = alice.get_blob("alice/app", image.layers[0].digest)
     assert redirect.status_code == 307
     location = redirect.headers["location"]
     token = parse_qs(urlsplit(location).query)[TOKEN_PARAM][0]
@@ -389,21 +275,21 @@ def test_tampered_token_gets_nothing(stack: Stack, image: Image, registered: dic
 def test_signed_token_is_served_by_dtr_without_bearer(stack: Stack, image: Image,
                                                       registered: dict) -> None:
     with stack.client("alice") as alice:
-        redirect = alice.get_blob("alice/app", image.layer_digest)
+        redirect = alice.get_blob("alice/app", image.layers[0].digest)
     at_dtr = httpx.get(stack.dtr.url + urlsplit(redirect.headers["location"]).path + "?"
                        + urlsplit(redirect.headers["location"]).query, verify=stack.verify)
     assert at_dtr.status_code == 200
-    assert verify_digest(at_dtr.content, image.layer_digest)
+    assert verify_digest(at_dtr.content, image.layers[0].digest)
 
 
 def test_bob_without_a_cache_gets_blobs_directly(stack: Stack, registered: dict) -> None:
     own = make_image()
     with stack.client("bob") as bob:
         push(bob, "bob/tools", own)
-        blob = bob.get_blob("bob/tools", own.layer_digest)
+        blob = bob.get_blob("bob/tools", own.layers[0].digest)
     assert blob.status_code == 200
     assert "location" not in blob.headers
-    assert verify_digest(blob.content, own.layer_digest)
+    assert verify_digest(blob.content, own.layers[0].digest)
 
 
 def test_restart_keeps_users_caches_and_settings(stack: Stack, registered: dict) -> None:
