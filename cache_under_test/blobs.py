@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import time
@@ -144,7 +145,6 @@ class BlobHandler:
         })
         try:
             await response.prepare(request)
-            await response.write_eof()
         except FileNotFoundError:  # removed by the TTL sweep between lookup and open
             return oci_error(503, "UNAVAILABLE", "blob expired while being served; retry")
         except ConnectionError:
@@ -152,9 +152,12 @@ class BlobHandler:
         sent = response.content_length if request.method == "GET" else 0
         self.metrics.hits.inc()
         self.metrics.served_bytes.inc(sent or 0)
+        # Logged before the final flush: by the time the client has it all, the line is out.
         emit("blob.hit", digest=str(stored.digest), repo=name, bytes=sent, size=stored.size,
              ms=_ms(began), user=user, method=request.method, client=request.remote,
              age_s=round(time.time() - stored.fetched_at, 1))
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
         return response
 
     async def _serve_fill(self, request: web.Request, fill, fd: int, joined: bool, name: str,
@@ -206,11 +209,12 @@ class BlobHandler:
         except ConnectionError:
             emit("blob.client_gone", digest=str(fill.digest), repo=name, client=request.remote)
             return response
-        await response.write_eof()
         self.metrics.served_bytes.inc(sent)
         emit("blob.join" if joined else "blob.miss", digest=str(fill.digest), repo=name,
              bytes=sent, size=size, ms=_ms(began), upstream=fill.upstream, user=user,
              client=request.remote)
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
         return response
 
 

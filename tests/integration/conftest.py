@@ -112,15 +112,22 @@ def upstream_gets(registry: LocalServer, repo: str, digest: str) -> int:
     return len(distribution_requests(registry.log_lines(), "GET", f"/v2/{repo}/blobs/{digest}"))
 
 
-def wait_for_event(server: LocalServer, name: str, /, timeout: float = 10.0, **match):
+def wait_for_event(server: LocalServer, name: str, /, timeout: float = 10.0, count: int = 1,
+                   **match):
+    """The server's ``name`` events matching ``match``, once there are ``count`` of them.
+
+    A server logs a blob event when the response is complete, which can be just after the
+    client has the last byte: tests wait for the line rather than race it.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         found = events(server.log_lines(), name, **match)
-        if found:
+        if len(found) >= count:
             return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(found)} of {count} {name} {match} in {server.name}'s "
+                                 "log:\n" + server.log_path.read_text()[-2000:])
         time.sleep(0.05)
-    raise AssertionError(f"no {name} {match} in {server.name}'s log:\n"
-                         + server.log_path.read_text()[-2000:])
 
 
 def stored_files(cache: LocalServer) -> list[Path]:

@@ -131,7 +131,8 @@ def test_round_robin_spreads_fetches(tmp_path, registry, make_cache, push, pki, 
     with httpx.Client(verify=pki.context) as http:
         for d in digests:
             assert http.get(f"{cache.url}/v2/team/app/blobs/{d}").status_code == 200
-    served_by = {line.get("upstream") for line in events(cache.log_lines(), "blob.miss")}
+    misses = wait_for_event(cache, "blob.miss", count=len(digests))
+    served_by = {line.get("upstream") for line in misses}
     assert served_by == {registry.url, twin.url}
     assert sum(upstream_gets(twin, "team/app", d) for d in digests) >= 1
 

@@ -24,9 +24,8 @@ def test_miss_then_hit_with_digest_verified(registry, make_cache, push, client):
     assert (second.status_code, second.headers["x-cache"]) == (200, "HIT")
     assert verify_digest(first.content, digest) and verify_digest(second.content, digest)
     assert second.headers["docker-content-digest"] == digest
-    lines = cache.log_lines()
-    miss = events(lines, "blob.miss", digest=digest)
-    hit = events(lines, "blob.hit", digest=digest)
+    hit = wait_for_event(cache, "blob.hit", digest=digest)
+    miss = events(cache.log_lines(), "blob.miss", digest=digest)
     assert miss and hit and miss[0].number < hit[0].number
     assert miss[0].get("upstream") == registry.url and miss[0].get("bytes") == len(data)
     assert upstream_gets(registry, "team/app", digest) == 1

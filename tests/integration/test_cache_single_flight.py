@@ -55,6 +55,7 @@ def test_32_concurrent_misses_make_one_upstream_fetch(registry, make_cache, push
 
     assert all(b is not None and verify_digest(b, digest) for b in bodies)
     assert upstream_gets(registry, "team/app", digest) == 1
+    wait_for_event(cache, "blob.join", digest=digest, count=CLIENTS - 1)
     lines = cache.log_lines()
     fetched = events(lines, "blob.fetched", digest=digest)
     assert len(fetched) == 1

@@ -18,7 +18,7 @@ from fixtures.logs import events
 from fixtures.oci import synthesize
 from fixtures.registry import verify_digest
 
-from .conftest import Stack
+from .conftest import Stack, wait_for_event
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def test_valid_token_is_served_and_a_hit_asks_nobody(stack, pushed):
     assert second.headers["x-cache"] == "HIT" and verify_digest(second.content, digest)
     # A hit is authorized locally: DTR saw nothing of it.
     assert len(stack.dtr.log_lines()) == dtr_requests_before
-    hit = events(stack.cache.log_lines(), "blob.hit", digest=digest)
+    hit = wait_for_event(stack.cache, "blob.hit", digest=digest)
     assert hit and hit[-1].get("user") == "alice"
 
 
@@ -111,7 +111,7 @@ def test_chained_cache_verifies_with_dtrs_keys_served_by_its_upstream(stack, pus
     _, token = redirect_token(stack, digest)
     answer = cache_get(stack, f"{leaf.url}/v2/alice/tokens/blobs/{digest}?{TOKEN_PARAM}={token}")
     assert answer.status_code == 200 and verify_digest(answer.content, digest)
-    miss = events(leaf.log_lines(), "blob.miss", digest=digest)
+    miss = wait_for_event(leaf, "blob.miss", digest=digest)
     assert miss and miss[0].get("upstream") == stack.cache.url
     forged = SigningKey.generate("nope").sign(user="alice", repository="alice/tokens",
                                               digest=digest)
