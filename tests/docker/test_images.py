@@ -1,9 +1,12 @@
-"""The project's images build offline, and the reference cache image serves ``/v2/`` over TLS."""
+"""The project's images build offline; the reference cache image serves ``/v2/`` over TLS; the
+DTR stand-in image serves ``/ca`` and the ``/v2/`` challenge, proxies to its own distribution, and
+stops when that registry dies."""
 
 from __future__ import annotations
 
 import contextlib
 import platform
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +19,8 @@ import pytest
 from docker.models.containers import Container
 
 from fixtures import images
+from fixtures.dtr import ADMIN
+from fixtures.local import free_port, read_password
 from fixtures.pki import CertificateAuthority, trust_context, write_seed_certs
 from fixtures.seed import cache_config, write_yaml
 
@@ -44,6 +49,11 @@ def base_image(client: docker.DockerClient) -> str:
 @pytest.fixture(scope="module")
 def cache_image(client: docker.DockerClient, base_image: str) -> str:
     return images.ensure_cache_image(client)
+
+
+@pytest.fixture(scope="module")
+def dtr_image(client: docker.DockerClient, base_image: str) -> str:
+    return images.ensure_dtr_image(client)
 
 
 def _logs(container: Container) -> str:
@@ -99,16 +109,16 @@ def _write_deployment(root: Path) -> tuple[Path, Path, CertificateAuthority]:
     return config, certs, ca
 
 
-def _host_port(container: Container, deadline: float) -> int:
+def _host_port(container: Container, deadline: float, port: str = "443/tcp") -> int:
     while time.monotonic() < deadline:
         container.reload()
         if container.status == "exited":
-            pytest.fail(f"the cache exited at start:\n{_logs(container)}")
-        bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get("443/tcp") or []
+            pytest.fail(f"the container exited at start:\n{_logs(container)}")
+        bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(port) or []
         if bound:
             return int(bound[0]["HostPort"])
         time.sleep(0.2)
-    pytest.fail(f"port 443 was never published:\n{_logs(container)}")
+    pytest.fail(f"port {port} was never published:\n{_logs(container)}")
 
 
 def test_cache_image_serves_v2_over_tls(cache_image: str, run_container, tmp_path: Path) -> None:
@@ -139,3 +149,92 @@ def test_cache_image_serves_v2_over_tls(cache_image: str, run_container, tmp_pat
         pytest.fail(f"{url} never answered ({last!r}):\n{_logs(container)}")
     assert response.status_code == 200, f"{response.text}\n{_logs(container)}"
     assert response.headers.get("Docker-Distribution-API-Version") == "registry/2.0"
+
+
+DTR_PORT = 8443  # inside the container
+
+
+def _write_dtr_dir(root: Path, host_port: int) -> CertificateAuthority:
+    """The stand-in's /dtr: dtr.yml, its TLS certificate (chain) and key, the CA it serves."""
+    ca = CertificateAuthority.create("Images Test DTR Root CA")
+    issued = ca.intermediate("Images Test DTR Intermediate CA").issue_server(
+        ["localhost", "127.0.0.1"])
+    issued.write(root / "dtr.cert.pem", root / "dtr.key.pem")
+    ca.write_cert(root / "ca.pem")
+    write_yaml(root / "dtr.yml", {
+        "listen": f"0.0.0.0:{DTR_PORT}",
+        "tls": {"certificate": "/dtr/dtr.cert.pem", "key": "/dtr/dtr.key.pem"},
+        "ca": "/dtr/ca.pem",
+        "registry": "http://127.0.0.1:5000",
+        "public_url": f"https://127.0.0.1:{host_port}",
+        "state_dir": "/dtr/state",
+        "signing_key": "/dtr/state/signing-key.pem",
+    })
+    return ca
+
+
+def _get_when_up(container: Container, url: str, verify, deadline: float,
+                 **kwargs: object) -> httpx.Response:
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status == "exited":
+            pytest.fail(f"the stand-in exited:\n{_logs(container)}")
+        try:
+            return httpx.get(url, verify=verify, timeout=5, **kwargs)
+        except httpx.TransportError as exc:  # not listening yet
+            last = exc
+            time.sleep(0.3)
+    pytest.fail(f"{url} never answered ({last!r}):\n{_logs(container)}")
+
+
+@pytest.fixture
+def standin(dtr_image: str, run_container, tmp_path: Path):
+    """A running stand-in container: (container, base URL, CA, /dtr on the host)."""
+    host_port = free_port()
+    ca = _write_dtr_dir(tmp_path, host_port)
+    container = run_container(
+        dtr_image,
+        volumes={str(tmp_path): {"bind": "/dtr", "mode": "rw"}},
+        ports={f"{DTR_PORT}/tcp": ("127.0.0.1", host_port)},
+    )
+    return container, f"https://127.0.0.1:{host_port}", ca, tmp_path
+
+
+def test_dtr_image_serves_ca_and_v2_challenge(standin) -> None:
+    container, base, ca, dtr_dir = standin
+    verify = trust_context(ca)
+    deadline = time.monotonic() + START_TIMEOUT
+    response = _get_when_up(container, f"{base}/ca", verify, deadline)
+    assert response.status_code == 200, f"{response.text}\n{_logs(container)}"
+    assert response.content == ca.cert_pem
+
+    response = httpx.get(f"{base}/v2/", verify=verify, timeout=5)
+    assert response.status_code == 401, response.text
+    challenge = response.headers.get("WWW-Authenticate", "")
+    assert challenge.startswith("Bearer "), challenge
+    assert f'realm="{base}/auth/token"' in challenge, challenge
+
+    # The front reaches the registry in the container: with a token, /v2/ is distribution's.
+    password = read_password(dtr_dir / "state" / "users.json", ADMIN)
+    token = httpx.get(f"{base}/auth/token", params={"service": "dtr-standin"},
+                      auth=(ADMIN, password), verify=verify, timeout=5).json()["token"]
+    response = httpx.get(f"{base}/v2/", headers={"Authorization": f"Bearer {token}"},
+                         verify=verify, timeout=5)
+    assert response.status_code == 200, f"{response.text}\n{_logs(container)}"
+    assert response.headers.get("Docker-Distribution-API-Version") == "registry/2.0"
+    logs = _logs(container)
+    assert '"event": "dtr.registry_ready"' in logs, logs
+    assert re.search(r'"msg":"listening on 127\.0\.0\.1:5000', logs.replace(": ", ":")), logs
+
+
+def test_dtr_container_stops_when_its_registry_dies(standin) -> None:
+    container, base, ca, _ = standin
+    _get_when_up(container, f"{base}/ca", trust_context(ca), time.monotonic() + START_TIMEOUT)
+    killed = container.exec_run(["sh", "-c", "kill -KILL $(pgrep -x docker-registry)"])
+    assert killed.exit_code == 0, killed.output
+    status = container.wait(timeout=20)
+    logs = _logs(container)
+    assert '"event": "dtr.registry_exited"' in logs, logs
+    assert "docker-registry exited with status 137" in logs, logs
+    assert status["StatusCode"] == 0, logs  # the front stops cleanly on the watcher's SIGTERM
