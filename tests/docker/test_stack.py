@@ -176,3 +176,21 @@ def test_real_docker_pull_goes_through_the_cache(deployment, docker_trust, engin
             engine.images.remove(ref, force=True)
     for layer in image.layers:
         assert cache_events(deployment, "blob.miss", digest=layer.digest), layer.digest
+
+
+def test_failed_up_fails_fast_with_the_reason_and_down_cleans_it(engine, tmp_path):
+    from fixtures.stack import StackError
+
+    base = tmp_path / "broken"
+    with pytest.raises(StackError) as info:
+        up(base, blobttl="soon", progress=lambda m: None)  # the cache refuses its config
+    assert "blobttl" in str(info.value) and "not a duration" in str(info.value)
+    record = Deployment.load(base)
+    assert record.state == "failed"
+    with pytest.raises(StackError, match="take it down first"):
+        up(base, progress=lambda m: None)  # never half-starts over a failed one
+    down(base, progress=lambda m: None)
+    selector = {"label": f"{LABEL}={record.id}"}
+    assert engine.containers.list(all=True, filters=selector) == []
+    assert engine.networks.list(filters=selector) == []
+    assert not base.exists()
