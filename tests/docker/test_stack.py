@@ -3,10 +3,6 @@ security edges, and a ``down`` that leaves nothing behind."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +14,7 @@ import httpx
 import pytest
 
 from cache_under_test.blobtoken import TOKEN_PARAM
+from fixtures.dockerclient import trusted_registries
 from fixtures.logs import LogSource, events
 from fixtures.oci import synthesize
 from fixtures.pki import trust_context
@@ -133,47 +130,23 @@ def test_security_edges(deployment):
     assert refused.status_code == 400 and "unknown authority" in refused.text
 
 
-@pytest.fixture
-def docker_trust(deployment) -> Iterator[Path]:
-    """CA files in certs.d for DTR and the cache, a private docker config; removed after."""
-    made = []
-    for url in (deployment.dtr_url, deployment.cache_url):
-        d = CERTS_D / urlsplit(url).netloc
-        if not d.exists():
-            d.mkdir(parents=True)
-            made.append(d)
-        (d / "ca.crt").write_bytes(deployment.ca_bundle.read_bytes())
-    config = Path(os.environ.get("TMPDIR", "/tmp")) / f"docker-config-{deployment.id}"
-    config.mkdir(exist_ok=True)
-    try:
-        yield config
-    finally:
-        for d in made:
-            shutil.rmtree(d, ignore_errors=True)
-        shutil.rmtree(config, ignore_errors=True)
-
-
-def test_real_docker_pull_goes_through_the_cache(deployment, docker_trust, engine):
+def test_real_docker_pull_goes_through_the_cache(deployment, engine):
     image = synthesize(layers=2, layer_size=100_000)
     repo = "alice/dockerpull"
     with user_client(deployment, "alice") as alice:
         image.push(alice, repo, "v1")
-    ref = f"{urlsplit(deployment.dtr_url).netloc}/{repo}:v1"
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        engine.images.remove(ref, force=True)
-    env = {**os.environ, "DOCKER_CONFIG": str(docker_trust)}
-    login = subprocess.run(["docker", "login", "-u", "alice", "--password-stdin",
-                            urlsplit(deployment.dtr_url).netloc],
-                           input=deployment.password("alice"), text=True, capture_output=True,
-                           env=env, timeout=60)
-    assert login.returncode == 0, login.stderr
-    try:
-        pulled = subprocess.run(["docker", "pull", ref], capture_output=True, text=True,
-                                env=env, timeout=120)
-        assert pulled.returncode == 0, pulled.stdout + pulled.stderr
-    finally:
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            engine.images.remove(ref, force=True)
+    dtr = urlsplit(deployment.dtr_url).netloc
+    ref = f"{dtr}/{repo}:v1"
+    bundle = deployment.ca_bundle.read_bytes()
+    with trusted_registries({dtr: bundle, urlsplit(deployment.cache_url).netloc: bundle}) as cli:
+        cli.remove_image(ref)  # layers absent locally first
+        status, out = cli.login(dtr, "alice", deployment.password("alice"))
+        assert status == 0, out
+        try:
+            status, out = cli.pull(ref)
+            assert status == 0, out
+        finally:
+            cli.remove_image(ref)
     for layer in image.layers:
         assert cache_events(deployment, "blob.miss", digest=layer.digest), layer.digest
 
