@@ -22,6 +22,8 @@ VERIFY_CLASSES = {
     21: "unknown authority",  # unable to verify the first certificate
     62: "hostname mismatch",
     64: "hostname mismatch",  # IP address mismatch
+    66: "weak key",           # EE certificate key too weak
+    67: "weak key",           # CA certificate key too weak
 }
 
 
