@@ -34,11 +34,14 @@ class Cache:
     def __init__(self, config: CacheConfig):
         self.config = config
         self.metrics = Metrics()
-        self.store = BlobStore(config.root, config.blobttl)
+        ttl = None if "ignore-ttl" in config.test_faults else config.blobttl
+        self.store = BlobStore(config.root, ttl)
         self.pool = UpstreamPool(config.upstreams, client_context(config.cas), self.metrics)
-        self.fills = FillRegistry(self.store, self.metrics)
+        self.fills = FillRegistry(self.store, self.metrics,
+                                  keep="never-store" not in config.test_faults)
         self.auth = Authorizer(self.pool)
-        self.blobs = BlobHandler(self.store, self.pool, self.fills, self.auth, self.metrics)
+        self.blobs = BlobHandler(self.store, self.pool, self.fills, self.auth, self.metrics,
+                                 config.test_faults)
         self._sweeper: asyncio.Task | None = None
 
     def application(self) -> web.Application:
@@ -63,7 +66,7 @@ class Cache:
             emit("storage.cleaned", leftovers=removed, reason="partial downloads from a crash")
         await self.pool.start()
         await self.auth.refresh_keys()
-        if self.config.blobttl:
+        if self.store.ttl:
             self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def _stop(self, app: web.Application) -> None:
@@ -75,7 +78,7 @@ class Cache:
         await self.pool.close()
 
     async def _sweep_forever(self) -> None:
-        interval = max(0.5, min(self.config.blobttl / 4, 60.0))
+        interval = max(0.5, min(self.store.ttl / 4, 60.0))
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
@@ -162,7 +165,8 @@ class Cache:
         writable = self.store.uploads.is_dir()
         body = {"status": "ok" if writable else "storage unavailable",
                 "upstreams": self.config.upstreams, "keys": sorted(self.auth.keys.keys),
-                "fills_in_flight": int(self.metrics.inflight._value.get())}
+                "fills_in_flight": int(self.metrics.inflight._value.get()),
+                "test_faults": sorted(self.config.test_faults)}
         return web.Response(status=200 if writable else 503, text=json.dumps(body),
                             content_type="application/json")
 

@@ -29,7 +29,8 @@ class BlobHandler:
     """GET and HEAD ``/v2/<name>/blobs/<digest>``."""
 
     def __init__(self, store: BlobStore, pool: UpstreamPool, fills: FillRegistry,
-                 auth: Authorizer, metrics: Metrics):
+                 auth: Authorizer, metrics: Metrics, test_faults: frozenset[str] = frozenset()):
+        self.faults = test_faults  # TEST-ONLY modes (cache_under_test.faults); empty in real use
         self.store = store
         self.pool = pool
         self.fills = fills
@@ -50,7 +51,10 @@ class BlobHandler:
         upstream_path = f"/v2/{name}/blobs/{digest}"
         headers: dict[str, str] = {}
         user = None
-        if token:
+        if token and "skip-token-check" in self.faults and self.store.lookup(digest):
+            user = "UNVERIFIED (test fault skip-token-check)"
+            upstream_path += f"?{TOKEN_PARAM}={quote(token, safe='')}"
+        elif token:
             try:
                 grant = await self.auth.verify(token, name, str(digest))
             except TokenError as exc:
@@ -64,6 +68,12 @@ class BlobHandler:
             headers["Authorization"] = request.headers["Authorization"]
 
         stored = self._fresh_copy(digest, name)
+        if stored is not None and "corrupt-bytes" in self.faults:
+            body = bytearray(stored.path.read_bytes())
+            if body:
+                body[-1] ^= 0xFF
+            return web.Response(body=bytes(body), headers={"X-Cache": "HIT",
+                                "Docker-Content-Digest": str(digest)})
         if stored is not None:
             if not token:
                 refusal = await self._ask_upstream(upstream_path, headers, name, digest, request)
@@ -198,7 +208,10 @@ class BlobHandler:
         counter.inc()
         await response.prepare(request)
         try:
-            sent = await fill.stream(fd, start, end, response.write) if size else 0
+            write = response.write
+            if "corrupt-bytes" in self.faults:
+                write = _corrupting(response.write, end - start + 1)
+            sent = await fill.stream(fd, start, end, write) if size else 0
         except FillFailed as exc:
             emit("blob.broken", digest=str(fill.digest), repo=name, client=request.remote,
                  error=str(exc)[:300])
@@ -228,6 +241,20 @@ class _SentOnceFileResponse(web.FileResponse):
         if self.prepared:
             return None
         return await super().prepare(request)
+
+
+def _corrupting(write, length: int):
+    """TEST-ONLY (corrupt-bytes): a writer that flips the last byte of the response body."""
+    sent = 0
+
+    async def corrupt(chunk: bytes) -> None:
+        nonlocal sent
+        sent += len(chunk)
+        if sent == length and chunk:
+            chunk = chunk[:-1] + bytes([chunk[-1] ^ 0xFF])
+        await write(chunk)
+
+    return corrupt
 
 
 def _ms(began: float) -> float:

@@ -17,6 +17,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from . import faults
 from .durations import DurationError, human, parse_duration
 
 DOWNSTREAM_OPTIONS = {"blobttl", "upstreams", "cas"}
@@ -64,6 +65,7 @@ class CacheConfig:
     log_level: str = "INFO"
     warnings: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    test_faults: frozenset[str] = frozenset()   # TEST-ONLY (cache_under_test.faults)
 
 
 def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> CacheConfig:
@@ -84,6 +86,13 @@ def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = Non
     overrides = apply_env_overrides(raw, environ)
     config = validate(raw, source=str(path))
     config.overrides = overrides
+    try:
+        config.test_faults = faults.enabled(environ)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from exc
+    for name in sorted(config.test_faults):
+        config.warnings.append(f"TEST-ONLY FAULT MODE {name!r} IS ON: "
+                               f"{faults.CACHE_FAULTS[name]}. Never run this in production.")
     return config
 
 
@@ -399,4 +408,5 @@ def describe(config: CacheConfig) -> dict:
         "tls": bool(config.tls),
         "cas": [str(p) for p in config.cas],
         "overrides": config.overrides,
+        "test_faults": sorted(config.test_faults),
     }

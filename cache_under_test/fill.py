@@ -43,11 +43,13 @@ class UpstreamRefused(FillFailed):
 class Fill:
     """One in-flight upstream fetch of ``digest`` into ``upload``."""
 
-    def __init__(self, store: BlobStore, digest: Digest, repo: str, metrics=None):
+    def __init__(self, store: BlobStore, digest: Digest, repo: str, metrics=None,
+                 keep: bool = True):
         self.store = store
         self.digest = digest
         self.repo = repo
         self.metrics = metrics
+        self.keep = keep  # False only in the TEST-ONLY "never-store" fault mode
         self.upload: Path = store.new_upload()
         self.size: int | None = None     # from the upstream's Content-Length
         self.written = 0
@@ -90,7 +92,10 @@ class Fill:
             if not self.started.done():
                 self.started.set_result(response)
             await self._download(response)
-            self.store.publish(self.upload, self.digest)
+            if self.keep:
+                self.store.publish(self.upload, self.digest)
+            else:
+                self.upload.unlink()  # readers hold their fd: they still get the bytes
             self.done = True
             emit("blob.fetched", digest=str(self.digest), repo=self.repo, bytes=self.written,
                  ms=round((time.monotonic() - began) * 1000, 1), upstream=self.upstream)
@@ -160,9 +165,10 @@ class Fill:
 class FillRegistry:
     """The fills in flight, by digest: the single-flight table."""
 
-    def __init__(self, store: BlobStore, metrics=None):
+    def __init__(self, store: BlobStore, metrics=None, keep: bool = True):
         self.store = store
         self.metrics = metrics
+        self.keep = keep
         self._fills: dict[str, Fill] = {}
 
     def get(self, digest: Digest) -> Fill | None:
@@ -171,7 +177,7 @@ class FillRegistry:
     def begin(self, digest: Digest, repo: str,
               fetch: Callable[[], Awaitable[UpstreamResponse]]) -> Fill:
         """Start fetching ``digest``; the caller is the first of its readers."""
-        fill = Fill(self.store, digest, repo, self.metrics)
+        fill = Fill(self.store, digest, repo, self.metrics, self.keep)
         self._fills[str(digest)] = fill
         if self.metrics:
             self.metrics.inflight.inc()

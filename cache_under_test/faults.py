@@ -1,0 +1,32 @@
+"""TEST-ONLY fault modes: deliberately wrong behaviour, so the harness can prove that its
+checks catch a cache that misbehaves. Off unless ``DTRCACHE_TEST_FAULTS`` names them; a cache
+with one on says so loudly at start, in every blob event and on /health. Never in production.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+ENV = "DTRCACHE_TEST_FAULTS"
+CACHE_FAULTS = {
+    "corrupt-bytes": "flip the last byte of every blob served",
+    "ignore-ttl": "never expire a copy, whatever blobttl says",
+    "skip-token-check": "serve cached blobs without verifying DTR's signature",
+    "never-store": "never keep a copy: every request is a miss",
+}
+
+
+def parse(value: str | None, known: Mapping[str, str], env: str = ENV) -> frozenset[str]:
+    """The fault names in a comma-separated ``value``; an unknown name is an error."""
+    names = frozenset(n.strip() for n in (value or "").split(",") if n.strip())
+    unknown = sorted(names - set(known))
+    if unknown:
+        raise ValueError(f"{env}: unknown fault mode(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(known))})")
+    return names
+
+
+def enabled(environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The cache's fault modes switched on in the environment."""
+    return parse((environ if environ is not None else os.environ).get(ENV), CACHE_FAULTS)
