@@ -134,3 +134,110 @@ def test_dtr_trusts_the_cache(target, registered_cache, evidence, writes):
     fail(DTR_CACHE, f"DTR refused a cache at {target.cache_url}: {message}",
          "give DTR the CA that signed the cache's certificate (DTR's trusted CAs), or serve the "
          "cache with a certificate from a CA DTR trusts")
+
+
+# -- cache->DTR: the cache's own trust, from the files it was given ---------------------------
+
+@pytest.fixture(scope="session")
+def cache_files(target):
+    from fixtures.harness.deployed import load_files
+
+    try:
+        return load_files(target)
+    except ValueError as exc:
+        pytest.skip(f"config.yml unreadable ({exc}): see the configuration checks")
+
+
+def test_cache_trusts_dtr(target, cache_files, evidence):
+    """DTR's served chain verifies against the cas files config.yml gives the cache."""
+    from urllib.parse import urlsplit
+
+    from fixtures.configrules import downstream_options
+    from fixtures.harness.deployed import deployed_file
+    from fixtures.harness.diagnosis import CACHE_DTR
+
+    options = downstream_options(cache_files.effective()[0]) or {}
+    upstreams = [u for u in options.get("upstreams") or [] if isinstance(u, str)]
+    if not upstreams:
+        pytest.skip("no plain upstream URL in config.yml: see the configuration checks")
+    upstream = urlsplit(upstreams[0])
+    dtr = urlsplit(target.dtr_url)
+    upstream_port = upstream.port or 443
+    connect_to = None
+    if (upstream.hostname, upstream_port) != (dtr.hostname, dtr.port or 443):
+        # The cache reaches DTR by another name (e.g. a service name): reach the same port
+        # through DTR's URL, and still verify the certificate for the cache's name.
+        connect_to = (dtr.hostname, dtr.port or 443)
+    cas, sources = [], []
+    for path in options.get("cas") or []:
+        content, where = deployed_file(target, cache_files, str(path))
+        if content is None:
+            fail(CACHE_DTR, f"the cache's CA file {path} is missing ({where})",
+                 "mount DTR's CA there: curl -sk https://<dtr>/ca > certs/dtr.cert.pem, "
+                 "declared as the secret dtr.cert.pem")
+        cas.append(content)
+        sources.append(where)
+    report = probe(f"https://{upstream.hostname}:{upstream_port}", cas or None,
+                   connect_to=connect_to)
+    evidence.chain(report.chain_rows(), "DTR's chain, as the cache sees it")
+    evidence.text("the cache's trust", "\n".join(sources) or "system roots only (no cas)")
+    if not report.trusted:
+        cause, fix = explain(report)
+        if report.failure_class in ("unknown authority", MISSING_INTERMEDIATE, "self-signed"):
+            fix = ("put DTR's CA in the cache's cas: curl -sk https://<dtr>/ca > "
+                   "certs/dtr.cert.pem, mounted as the secret dtr.cert.pem and listed under cas")
+        fail(CACHE_DTR, f"{cause} (trusting {'the cas files' if cas else 'system roots only'})",
+             fix)
+    evidence.note(f"{upstreams[0]} verified against {len(cas) or 'system'} CA(s)")
+
+
+# -- the certificate files as deployed ----------------------------------------------------------
+
+def _deployed_tls_files(target, cache_files, tmp_path):
+    from fixtures.harness.deployed import deployed_file
+
+    config = cache_files.effective()[0]
+    tls = (config.get("http") or {}).get("tls") or {}
+    if not tls.get("certificate"):
+        pytest.skip("http.tls is not set: see the configuration checks")
+    paths = {}
+    for key in ("certificate", "key"):
+        content, where = deployed_file(target, cache_files, str(tls.get(key)))
+        if content is None:
+            pytest.skip(f"the cache's {key} cannot be read ({where}): give --cache-host")
+        paths[key] = tmp_path / key
+        paths[key].write_bytes(content)
+        paths[key].chmod(0o600)
+    return paths
+
+
+def test_cache_certificate_file_has_the_intermediate(target, cache_files, tmp_path, evidence):
+    """cache.cert.pem holds the leaf with its intermediate appended (unless signed by a root)."""
+    from fixtures.harness.diagnosis import FILES
+    from fixtures.tlsprobe import inspect_files, load_certs
+
+    paths = _deployed_tls_files(target, cache_files, tmp_path)
+    roots = load_certs(target.cache_ca.read_bytes()) if target.cache_ca else []
+    report = inspect_files(paths["certificate"], None, roots=roots)
+    if not report.intermediate_appended:
+        fail(FILES, f"the cache's certificate file holds {report.count} certificate(s) and not "
+             "the intermediate that signed the leaf", "append the intermediate CA certificate "
+             "to cache.cert.pem (cat cache.crt intermediate.crt > cache.cert.pem) and redeploy")
+    evidence.note(f"{report.count} certificates in the file")
+
+
+def test_cache_key_matches_its_certificate(target, cache_files, tmp_path, evidence):
+    """cache.key.pem is unencrypted and is the private half of the certificate."""
+    from fixtures.harness.diagnosis import FILES
+    from fixtures.tlsprobe import inspect_files
+
+    paths = _deployed_tls_files(target, cache_files, tmp_path)
+    report = inspect_files(paths["certificate"], paths["key"])
+    if report.key_encrypted:
+        fail(FILES, "the cache's private key is encrypted: the cache cannot start with it",
+             "decrypt it (openssl pkey -in cache.key.pem -out cache.key.pem) and redeploy")
+    if report.key_matches is False:
+        fail(FILES, "the cache's private key does not match its certificate",
+             "deploy the key that was generated with the certificate's request, or reissue "
+             "the certificate for this key")
+    evidence.note(f"key matches the certificate ({report.key_description})")

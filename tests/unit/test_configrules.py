@@ -213,11 +213,14 @@ def test_no_cas_is_ok():
     assert "system roots" in cr.rule_cas_files_mounted(files(config(cas=[]))).cause
 
 
-def test_a_missing_source_file_in_the_deploy_dir_fails(deployed):
+def test_a_missing_config_source_file_fails_but_deleted_secrets_are_the_seeds_advice(deployed):
+    # The seed's last step deletes certs/: swarm keeps the secrets, so that is fine.
     (deployed.deploy_dir / "certs" / "dtr.cert.pem").unlink()
-    fails(cr.rule_cas_files_mounted(deployed), "cas[0]", "certs/dtr.cert.pem")
-    fails(cr.rule_configs_and_secrets_declared(deployed), "secrets.dtr.cert.pem.file",
-          "dtr.cert.pem")
+    assert cr.rule_cas_files_mounted(deployed).ok
+    assert cr.rule_configs_and_secrets_declared(deployed).ok
+    (deployed.deploy_dir / "config.yml").unlink()
+    fails(cr.rule_configs_and_secrets_declared(deployed), "configs.config.yml.file",
+          "config.yml")
 
 
 def test_the_tls_key_not_mounted_fails():

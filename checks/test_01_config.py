@@ -1,0 +1,113 @@
+"""Configuration: the cache's config.yml and docker-stack.yml against the seed guide's rules."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from fixtures import configrules as rules
+from fixtures.configrules import ERROR, CacheFiles, Finding
+from fixtures.harness.deployed import load_files
+from fixtures.harness.diagnosis import CONFIG, STACK, fail
+from fixtures.tlsprobe import probe
+
+
+@pytest.fixture(scope="session")
+def files(target) -> CacheFiles:
+    try:
+        return load_files(target)
+    except ValueError as exc:
+        fail(CONFIG, str(exc), "fix the YAML (quote durations such as '24h')")
+
+
+def judge(finding: Finding, evidence) -> None:
+    """Fail on an error, warn on a warning, note what was verified."""
+    if finding.ok:
+        evidence.note(finding.cause)
+        return
+    hop = STACK if "docker-stack" in finding.subject.split(":")[0] else CONFIG
+    if finding.severity == ERROR:
+        fail(hop, f"{finding.subject}: {finding.cause}", finding.fix or "see the seed guide")
+    warnings.warn(f"{hop}: {finding.subject}: {finding.cause}", stacklevel=2)
+    evidence.note(f"WARNING {finding.subject}: {finding.cause}")
+
+
+def test_blobttl_needs_delete_enabled(files, evidence):
+    """With blobttl set, storage.delete.enabled is true (else expired blobs cannot be removed)."""
+    judge(rules.rule_blobttl_needs_delete(files), evidence)
+
+
+def test_blobttl_has_a_unit(files, evidence):
+    """blobttl carries a unit (a bare number is nanoseconds)."""
+    judge(rules.rule_blobttl_has_unit(files), evidence)
+
+
+def test_upstreams_are_https(files, evidence):
+    """Every upstream is an https://host[:port] URL of DTR or of the next cache."""
+    judge(rules.rule_upstreams_https(files), evidence)
+
+
+def test_cas_files_are_mounted(files, evidence):
+    """Every cas file is mounted into the cache where config.yml expects it."""
+    judge(rules.rule_cas_files_mounted(files), evidence)
+
+
+def test_tls_files_are_mounted(files, evidence):
+    """http.tls's certificate and key are mounted as secrets where config.yml expects them."""
+    judge(rules.rule_tls_paths_mounted(files), evidence)
+
+
+def test_published_port_is_the_listening_port(files, evidence):
+    """The port in http.addr is the one the stack publishes."""
+    judge(rules.rule_published_port_matches_addr(files), evidence)
+
+
+def test_http_secret_is_not_the_placeholder(files, evidence):
+    """http.secret is a real random value when more than one replica runs."""
+    judge(rules.rule_secret_not_placeholder(files), evidence)
+
+
+def test_http_host_is_covered_by_the_certificate(target, files, evidence):
+    """http.host's name is in the SANs of the certificate the cache serves."""
+    cert = None
+    if target.cache_url:
+        served = probe(target.cache_url, None)
+        cert = served.leaf
+    judge(rules.rule_host_covered_by_cert(files, cert), evidence)
+
+
+def test_placement_constraint_matches_a_node(files, evidence):
+    """The service is pinned with a placement constraint, and some swarm node satisfies it."""
+    judge(rules.rule_placement_constraint(files, _swarm_node_labels()), evidence)
+
+
+def test_restart_policy(files, evidence):
+    """The service restarts on failure."""
+    judge(rules.rule_restart_policy(files), evidence)
+
+
+def test_configs_and_secrets_are_declared(files, evidence):
+    """Every config and secret the service uses is declared with a file that exists."""
+    judge(rules.rule_configs_and_secrets_declared(files), evidence)
+
+
+def test_image_matches_the_dtr_version(target, files, evidence):
+    """The cache image's tag matches DTR's version, where DTR's version is known."""
+    judge(rules.rule_image_matches_dtr_version(files, target.dtr_version), evidence)
+
+
+def _swarm_node_labels() -> list[dict[str, str]] | None:
+    """Labels of the local swarm's nodes, or None when no swarm answers here."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        try:
+            if client.info().get("Swarm", {}).get("ControlAvailable"):
+                return [n.attrs["Spec"].get("Labels") or {} for n in client.nodes.list()]
+        finally:
+            client.close()
+    except Exception:  # no daemon, no permission: the constraint is checked without nodes
+        return None
+    return None
