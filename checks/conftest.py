@@ -9,14 +9,19 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from fixtures.harness.diagnosis import requires
 from fixtures.harness.target import Target, normalize_url
 from fixtures.oci import Image, synthesize
 from fixtures.registry import RegistryError
+
+TRUSTS_DTR = "test_client_trusts_the_server[client->DTR]"
+TRUSTS_CACHE = "test_client_trusts_the_server[client->cache]"
 
 
 @pytest.fixture(scope="session")
 def cache_listing(target: Target) -> list[dict]:
     """``GET /api/v0/content_caches`` as the admin (or the test user)."""
+    requires(TRUSTS_DTR)
     with target.api() as api:
         answer = api.get("/api/v0/content_caches")
     if answer.status_code != 200:

@@ -30,7 +30,8 @@ def _fetch(target, repo: str, digest: str):
 
 def test_expired_copy_is_fetched_again(target, push_image, evidence, writes):
     """Past blobttl (counted from the fetch), the copy is removed and the next request misses."""
-    requires("test_4_cache_serves_each_blob_without_authorization")
+    requires("test_4_cache_serves_each_blob_without_authorization",
+             "test_blobttl_needs_delete_enabled", "test_blobttl_has_a_unit")
     ttl, config = _blobttl(target)
     if ttl is None:
         pytest.skip("blobttl is not set: the cache keeps its copies (nothing expires)")

@@ -68,6 +68,7 @@ def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
 
 def test_no_tls_errors_in_the_cache_logs(target, cycle, evidence):
     """While the checks ran, the cache logged no TLS failure (towards DTR or from clients)."""
+    requires("test_cache_trusts_dtr", "test_client_trusts_the_server[client->cache]")
     lines = _lines(target, cycle)
     bad = [line for line in lines
            if (line.get("event") == "upstream.error" and line.get("kind") in TLS_KINDS)

@@ -18,7 +18,10 @@ from fixtures.harness.report import EVIDENCE_KEY
 
 @pytest.fixture(scope="module")
 def signed(target, push_image):
-    """A blob, DTR's signed redirect for it, and the signed Location split in parts."""
+    """A blob, DTR's signed redirect for it (followed once, so the cache holds the blob and
+    a bad token must be refused on a hit too), and the signed Location split in parts."""
+    requires("test_3_blobs_redirect_to_the_registered_cache",
+             "test_client_trusts_the_server[client->cache]")
     image = push_image(layers=1, layer_size=32 * 1024, tag="security")
     digest = image.layers[0].digest
     with target.client() as client:
@@ -28,6 +31,7 @@ def signed(target, push_image):
                     f"answered {redirect.status_code}", pytrace=False)
     location = redirect.headers["location"]
     query = parse_qs(urlsplit(location).query)
+    _get(target, location)  # cached now
     return image, digest, location, query
 
 
@@ -62,6 +66,7 @@ def test_tampered_token_gets_nothing(target, signed, evidence, writes):
 
 def test_expired_token_gets_nothing(target, signed, evidence, writes):
     """A correctly signed but expired redirect gets 401 and not one byte of the blob."""
+    requires("test_tampered_token_gets_nothing")
     if target.signing_key is None or not Path(target.signing_key).exists():
         pytest.skip("needs DTR's signing key to mint an expired token (reference deployment)")
     image, digest, location, query = signed
@@ -78,6 +83,7 @@ def test_expired_token_gets_nothing(target, signed, evidence, writes):
 
 def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, writes):
     """A user whose settings name no cache gets blobs from DTR itself, never a redirect."""
+    requires("test_client_trusts_the_server[client->DTR]")
     if not target.other_user:
         pytest.skip("no --other-user: name a DTR user without a content cache")
     repo = f"{target.other_user}/dtr-cache-check"

@@ -32,6 +32,7 @@ def _transport_failure(hop: str, url: str, exc: Exception) -> NoReturn:
 
 def test_1_push_a_fresh_image_to_dtr(target, push_image, cycle, evidence):
     """A freshly synthesized image is pushed to DTR's test repository as the test user."""
+    requires("test_client_trusts_the_server[client->DTR]")
     if target.cache_logs is not None:
         cycle.log_start = len(target.cache_logs.lines())
     try:
@@ -91,7 +92,9 @@ def _with_port(hostport: str | None) -> str:
 
 def test_4_cache_serves_each_blob_without_authorization(target, cycle, evidence):
     """Following each redirect without Authorization gives 200 and exactly the pushed bytes."""
-    requires("test_3_blobs_redirect_to_the_registered_cache")
+    requires("test_3_blobs_redirect_to_the_registered_cache",
+             "test_client_trusts_the_server[client->cache]", "test_cache_trusts_dtr",
+             "test_cache_upstream_is_a_registry")
     with target.client() as client:
         for digest, redirect in cycle.redirects.items():
             try:
@@ -128,7 +131,7 @@ def _judge_cache_answer(target, digest: str, answer: httpx.Response) -> None:
 
 def test_5_first_request_misses_and_second_hits(target, cycle, evidence):
     """A second request for the same blob is a hit: the cache kept the copy it fetched."""
-    requires("test_4_cache_serves_each_blob_without_authorization")
+    requires("test_4_cache_serves_each_blob_without_authorization", "test_blobttl_has_a_unit")
     with target.client() as client:
         for digest in cycle.first:
             redirect = client.get_blob(target.test_repo, digest)

@@ -8,6 +8,7 @@ from fixtures.harness.target import normalize_url
 
 def test_cache_is_registered_in_dtr(target, cache_listing, registered_cache, evidence):
     """DTR lists the cache under its name with the URL clients will be sent to."""
+    requires("test_client_trusts_the_server[client->DTR]")
     if cache_listing and "_error" in cache_listing[0]:
         fail(REGISTRATION, f"DTR refused to list its content caches: {cache_listing[0]['_error']}",
              "run the checks with a DTR admin (--dtr-admin-user/--dtr-admin-password)")

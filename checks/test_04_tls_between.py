@@ -1,0 +1,124 @@
+"""The hops between the servers: the cache reaching and trusting DTR (with the files its
+config.yml gives it), and DTR trusting the cache (the registration probe)."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from cache_under_test.errors import API_VERSION_HEADER
+from fixtures.configrules import downstream_options
+from fixtures.harness.deployed import deployed_file, load_files
+from fixtures.harness.diagnosis import (
+    CACHE_DTR,
+    CLIENT_CACHE,
+    CLIENT_DTR,
+    DTR_CACHE,
+    fail,
+    requires,
+)
+from fixtures.tlsprobe import MISSING_INTERMEDIATE, explain, probe
+
+CACHE_SIDE = ("test_server_answers_tls", "test_full_chain_is_served",
+              "test_certificate_names_the_host", "test_certificate_is_within_its_validity",
+              "test_certificate_key_is_strong", "test_tls_1_2_or_newer")
+
+
+@pytest.fixture(scope="session")
+def upstream(target):
+    """(upstream URL, connect_to, cas PEMs, where they came from) as the cache's config says."""
+    try:
+        files = load_files(target)
+    except ValueError as exc:
+        pytest.skip(f"config.yml unreadable ({exc}): see the configuration checks")
+    options = downstream_options(files.effective()[0]) or {}
+    upstreams = [u for u in options.get("upstreams") or [] if isinstance(u, str)]
+    if not upstreams:
+        pytest.skip("no plain upstream URL in config.yml: see the configuration checks")
+    url = urlsplit(upstreams[0])
+    dtr = urlsplit(target.dtr_url)
+    port = url.port or 443
+    connect_to = None
+    if (url.hostname, port) != (dtr.hostname, dtr.port or 443):
+        # The cache reaches DTR by another name (a service name): go to the same port through
+        # DTR's URL, and still verify for the name the cache uses.
+        connect_to = (dtr.hostname, dtr.port or 443)
+    cas, sources = [], []
+    for path in options.get("cas") or []:
+        content, where = deployed_file(target, files, str(path))
+        cas.append((str(path), content))
+        sources.append(where)
+    return f"https://{url.hostname}:{port}", upstreams[0], connect_to, cas, sources
+
+
+def test_cache_reaches_dtr(upstream, evidence):
+    """The cache's upstream answers TLS at the host and port config.yml names."""
+    requires("test_upstreams_are_https")
+    url, configured, connect_to, _cas, _sources = upstream
+    report = probe(url, None, connect_to=connect_to)
+    if not report.reachable:
+        fail(CACHE_DTR, f"the cache's upstream {configured} does not answer: {report.reason}",
+             "check upstreams: in config.yml: DTR's URL and port, reachable from the cache node")
+    evidence.note(f"{configured} answers {report.version}")
+
+
+def test_cache_upstream_is_a_registry(target, upstream, evidence):
+    """The cache's upstream answers as a registry (Docker-Distribution-API-Version)."""
+    requires("test_cache_reaches_dtr")
+    url, configured, connect_to, _cas, _sources = upstream
+    base = target.dtr_url if connect_to else url
+    answer = httpx.get(f"{base}/v2/", verify=False, timeout=15)
+    if API_VERSION_HEADER.lower() not in answer.headers:
+        fail(CACHE_DTR, f"{configured} is not a registry: GET /v2/ answered "
+             f"{answer.status_code} without {API_VERSION_HEADER}",
+             "point upstreams: at DTR itself (or the next cache), not at a portal or proxy page")
+    evidence.note(f"{configured}/v2/ -> {answer.status_code}, {API_VERSION_HEADER} present")
+
+
+def test_cache_trusts_dtr(upstream, evidence):
+    """DTR's served chain verifies against the cas files config.yml gives the cache."""
+    requires("test_cache_reaches_dtr")
+    url, configured, connect_to, cas, sources = upstream
+    missing = [path for path, content in cas if content is None]
+    if missing:
+        fail(CACHE_DTR, f"the cache's CA file {missing[0]} is missing ({sources[0]})",
+             "mount DTR's CA there: curl -sk https://<dtr>/ca > certs/dtr.cert.pem, declared "
+             "as the secret dtr.cert.pem")
+    pems = [content for _path, content in cas]
+    report = probe(url, pems or None, connect_to=connect_to)
+    evidence.chain(report.chain_rows(), "DTR's chain, as the cache sees it")
+    evidence.text("the cache's trust", "\n".join(sources) or "system roots only (no cas)")
+    if not report.trusted:
+        cause, fix = explain(report)
+        if report.failure_class in ("unknown authority", MISSING_INTERMEDIATE, "self-signed"):
+            fix = ("put DTR's CA in the cache's cas: curl -sk https://<dtr>/ca > "
+                   "certs/dtr.cert.pem, mounted as the secret dtr.cert.pem and listed under cas")
+        fail(CACHE_DTR, f"{cause} (trusting {'its cas files' if pems else 'system roots only'})",
+             fix)
+    evidence.note(f"{configured} verified against {len(pems) or 'the system'} CA(s)")
+
+
+def test_dtr_trusts_the_cache(target, evidence, writes):
+    """DTR accepts registering the cache's URL: it reaches the cache and trusts its certificate."""
+    requires(f"test_client_trusts_the_server[{CLIENT_DTR}]",
+             *(f"{check}[{CLIENT_CACHE}]" for check in CACHE_SIDE))
+    if not target.cache_url:
+        pytest.skip("no --cache-url")
+    name = f"dtr-cache-check-probe-{uuid.uuid4().hex[:8]}"
+    with target.api() as api:
+        answer = api.post("/api/v0/content_caches", json={"name": name, "host": target.cache_url})
+        if answer.status_code in (200, 201):
+            probe_id = answer.json().get("id")
+            if probe_id:
+                api.delete(f"/api/v0/content_caches/{probe_id}")
+            evidence.note(f"DTR accepted {target.cache_url} (probe registration, removed)")
+            return
+    if answer.status_code in (401, 403):
+        pytest.skip(f"registering needs a DTR admin ({answer.status_code}): give "
+                    "--dtr-admin-user/--dtr-admin-password")
+    fail(DTR_CACHE, f"DTR refused a cache at {target.cache_url}: {answer.text[:400]}",
+         "give DTR the CA that signed the cache's certificate (DTR's trusted CAs), or serve the "
+         "cache with a certificate from a CA DTR trusts")
