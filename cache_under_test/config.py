@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import faults
 from .durations import DurationError, human, parse_duration
@@ -272,6 +273,11 @@ def _tls(tls: object, problems: list[str]) -> TLSFiles | None:
         return None
     except (ValueError, serialization.UnsupportedAlgorithm):
         problems.append(f"http.tls.key: {tls['key']} holds no PEM private key")
+        return None
+    size = getattr(key, "key_size", None)
+    if size is not None and size < (2048 if isinstance(key, rsa.RSAPrivateKey) else 256):
+        problems.append(f"http.tls.key: {tls['key']} is a weak {size}-bit key; use RSA 2048+ "
+                        "or EC P-256 (clients refuse weaker ones)")
         return None
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER

@@ -34,6 +34,12 @@ def _deployed_tls_files(target, cache_files, tmp_path):
     return paths
 
 
+def _strong(description: str) -> bool:
+    kind, _, bits = description.rpartition(" ")
+    size = int("".join(ch for ch in bits if ch.isdigit()) or 0)
+    return size >= (2048 if kind.startswith("RSA") else 256)
+
+
 def test_cache_certificate_file_has_the_intermediate(target, cache_files, tmp_path, evidence):
     """cache.cert.pem holds the leaf with its intermediate appended (unless signed by a root)."""
     paths = _deployed_tls_files(target, cache_files, tmp_path)
@@ -47,12 +53,16 @@ def test_cache_certificate_file_has_the_intermediate(target, cache_files, tmp_pa
 
 
 def test_cache_key_matches_its_certificate(target, cache_files, tmp_path, evidence):
-    """cache.key.pem is unencrypted and is the private half of the certificate."""
+    """cache.key.pem is unencrypted, strong enough, and the private half of the certificate."""
     paths = _deployed_tls_files(target, cache_files, tmp_path)
     report = inspect_files(paths["certificate"], paths["key"])
     if report.key_encrypted:
         fail(FILES, "the cache's private key is encrypted: the cache cannot start with it",
              "decrypt it (openssl pkey -in cache.key.pem -out cache.key.pem) and redeploy")
+    if report.key_description and not _strong(report.key_description):
+        fail(FILES, f"the cache's key is weak ({report.key_description}): clients and DTR "
+             "refuse it", "issue a new certificate with an RSA 2048+ or EC P-256 key and "
+             "deploy it with that key")
     if report.key_matches is False:
         fail(FILES, "the cache's private key does not match its certificate",
              "deploy the key that was generated with the certificate's request, or reissue "

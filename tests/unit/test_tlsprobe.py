@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from cache_under_test.tls import VERIFY_CLASSES
 from fixtures.pki import CertificateAuthority, Issued, fingerprint_sha256, server_context
 from fixtures.tlsprobe import (
     MISSING_INTERMEDIATE,

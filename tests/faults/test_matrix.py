@@ -1,0 +1,84 @@
+"""The fault matrix: every misconfiguration in fixtures.faults.catalog is applied to a running
+reference deployment, ``pytest checks/`` is pointed at it as at a real DTR, and:
+
+- the expected check fails, its first line naming the hop, the cause and the fix;
+- every other failing check says "consequence of <check>", never a second diagnosis.
+
+The run also regenerates docs/troubleshooting.md (see fixtures.faults.doc): the committed page
+must equal what the matrix produced, so it cannot drift from what users really see.
+"""
+
+from __future__ import annotations
+
+import os
+
+import docker
+import docker.errors
+import pytest
+
+from fixtures.faults.bench import FaultBench, Outcome
+from fixtures.faults.catalog import FAULTS, TTL_CHECK, Fault
+from fixtures.faults.doc import DOC_PATH, render
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+FAILED = ("failed", "error")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    try:
+        docker.from_env().ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker engine ({exc}); start one with .ci/dockerd.sh")
+    made = FaultBench(tmp_path_factory.mktemp("fault-bench"))
+    yield made
+    made.close()
+
+
+@pytest.fixture(scope="module")
+def diagnoses() -> dict[str, Outcome]:
+    """fault name -> the diagnosing check's outcome, for the troubleshooting page."""
+    return {}
+
+
+def test_the_healthy_bench_passes_every_check(bench):
+    outcomes = bench.run_checks("healthy", deselect=[TTL_CHECK])
+    failed = [f"{o.name}: {o.first_line}" for o in outcomes.values() if o.status in FAILED]
+    assert not failed, "\n".join(failed)
+    assert sum(o.status == "passed" for o in outcomes.values()) >= 40
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
+def test_fault_is_caught_once_and_explained(bench, fault: Fault, diagnoses):
+    try:
+        spec = fault.apply(bench)
+        deselect = list(fault.deselect) + ([] if fault.slow_checks else [TTL_CHECK])
+        outcomes = bench.run_checks(fault.name, deselect=deselect, **spec)
+    finally:
+        fault.revert(bench)
+    found = outcomes.get(fault.check)
+    assert found is not None, f"{fault.check} did not run: {sorted(outcomes)}"
+    assert found.status in FAILED, f"{fault.check} {found.status} under {fault.name}"
+    line = found.first_line
+    assert not line.startswith("consequence of"), line
+    assert line.startswith("["), f"no hop in: {line}"
+    assert "Fix:" in line, f"no fix in: {line}"
+    missing = [w for w in fault.words if w.lower() not in line.lower()]
+    assert not missing, f"{missing} not in: {line}"
+    separate = [f"{o.name}: {o.first_line}" for o in outcomes.values()
+                if o.status in FAILED and o.name != fault.check
+                and not o.first_line.startswith("consequence of")]
+    assert not separate, "second diagnoses:\n" + "\n".join(separate)
+    diagnoses[fault.name] = found
+
+
+def test_troubleshooting_page_is_what_the_matrix_produced(diagnoses):
+    if len(diagnoses) != len(FAULTS):
+        pytest.fail(f"only {len(diagnoses)} of {len(FAULTS)} faults were diagnosed: the page "
+                    "is rendered from a complete matrix run only")
+    page = render(FAULTS, diagnoses)
+    if os.environ.get("DTR_CHECK_WRITE_DOCS") == "1":
+        DOC_PATH.write_text(page)
+    assert DOC_PATH.exists() and DOC_PATH.read_text() == page, (
+        "docs/troubleshooting.md differs from this matrix run: regenerate it with "
+        "DTR_CHECK_WRITE_DOCS=1 python -m pytest tests/faults")
