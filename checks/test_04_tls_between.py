@@ -42,10 +42,10 @@ def upstream(target):
     dtr = urlsplit(target.dtr_url)
     port = url.port or 443
     connect_to = None
-    if (url.hostname, port) != (dtr.hostname, dtr.port or 443):
-        # The cache reaches DTR by another name (a service name): go to the same port through
-        # DTR's URL, and still verify for the name the cache uses.
-        connect_to = (dtr.hostname, dtr.port or 443)
+    if url.hostname != dtr.hostname:
+        # The cache reaches DTR by another name (a service name): go to the port it names on
+        # DTR's host, and still verify the certificate for the name the cache uses.
+        connect_to = (dtr.hostname, port)
     cas, sources = [], []
     for path in options.get("cas") or []:
         content, where = deployed_file(target, files, str(path))

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fixtures.harness.diagnosis import LOGS, fail, requires
-from fixtures.logs import LogLine
+from fixtures.logs import LogLine, LogSourceError
 
 TLS_WORDS = re.compile(r"x509:|certificate|tls:|handshake", re.I)
 TLS_KINDS = ("unknown authority", "hostname mismatch", "expired", "not yet valid", "self-signed")
@@ -18,7 +18,11 @@ def _lines(target, cycle) -> list[LogLine]:
     if target.cache_logs is None:
         pytest.skip("no --cache-logs: say where the cache logs (docker:CONTAINER, "
                     "service:NAME, file:PATH, cmd:COMMAND) to read its evidence")
-    return target.cache_logs.lines()[cycle.log_start:]
+    try:
+        return target.cache_logs.lines()[cycle.log_start:]
+    except LogSourceError as exc:
+        fail(LOGS, str(exc), "point --cache-logs at where the cache logs (e.g. "
+             "service:dtr-cache_cache for the seed's stack)")
 
 
 def _evidence_for(lines: list[LogLine], digest: str) -> tuple[str, list[LogLine], list[LogLine]]:

@@ -25,6 +25,8 @@ def pki(tmp_path_factory):
     root.write_cert(d / "dtr.cert.pem")
     leaf.write(d / "enc.cert.pem", d / "enc.key.pem", key_password=b"pw")
     leaf.with_other_key().write(d / "other.cert.pem", d / "other.key.pem")
+    root.issue_server(["cache.example.com"], key_type="rsa", key_size=1024).write(
+        d / "weak.cert.pem", d / "weak.key.pem")
     (d / "not-pem.pem").write_text("hello")
     return d
 
@@ -160,6 +162,7 @@ def test_blobttl_without_unit_is_nanoseconds_with_a_loud_warning(pki):
     ({"certificate": "cache.cert.pem", "key": "enc.key.pem"}, "http.tls.key", "encrypted"),
     ({"certificate": "cache.cert.pem", "key": "other.key.pem"}, "http.tls.key", "does not match"),
     ({"certificate": "not-pem.pem", "key": "cache.key.pem"}, "http.tls.certificate", "no PEM"),
+    ({"certificate": "weak.cert.pem", "key": "weak.key.pem"}, "http.tls.key", "weak 1024-bit"),
 ])
 def test_tls_errors_name_the_key(pki, tls, key, words):
     raw = good(pki)
