@@ -27,8 +27,11 @@ def judge(finding: Finding, evidence) -> None:
         evidence.note(finding.cause)
         return
     hop = STACK if "docker-stack" in finding.subject.split(":")[0] else CONFIG
+    key = finding.subject.partition(": ")[2]
+    cause = finding.cause if key and key in finding.cause else f"{finding.subject}: " \
+        f"{finding.cause}"
     if finding.severity == ERROR:
-        fail(hop, f"{finding.subject}: {finding.cause}", finding.fix or "see the seed guide")
+        fail(hop, cause, finding.fix or "see the seed guide")
     warnings.warn(f"{hop}: {finding.subject}: {finding.cause}", stacklevel=2)
     evidence.note(f"WARNING {finding.subject}: {finding.cause}")
 

@@ -1,0 +1,67 @@
+"""The main job, as README gives it: ``pytest checks/`` with no options starts the reference
+deployment, passes every check, writes both reports without a secret, and cleans up."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import docker
+import docker.errors
+import pytest
+
+from fixtures.local import REPO_ROOT
+from fixtures.stack import down
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"no Docker engine ({exc}); start one with .ci/dockerd.sh")
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("mode", ["bridge", "swarm"])
+def test_checks_pass_on_the_reference_deployment(engine, tmp_path, mode):
+    html, junit = tmp_path / "report.html", tmp_path / "junit.xml"
+    argv = [sys.executable, "-m", "pytest", "checks/", "-q", "-p", "no:cacheprovider",
+            "--html", str(html), "--junitxml", str(junit), "--ttl-wait", "40", "--keep-stack"]
+    if mode == "swarm":
+        argv.append("--swarm")
+    base = REPO_ROOT / ".deploy" / "checks"
+    try:
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=900, env={**os.environ})
+        users = json.loads((base / "dtr" / "state" / "users.json").read_text())
+        passwords = [u["password"] for u in users.values()]
+    finally:
+        down(base, progress=lambda message: None)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    cases = list(ET.parse(junit).getroot().iter("testcase"))
+    skipped = [c.get("name") for c in cases if c.find("skipped") is not None]
+    assert len(cases) >= 48 and not skipped, skipped
+    # Nothing of the deployment is left, and no secret reached the reports.
+    assert not base.exists()
+    assert engine.containers.list(all=True, filters={"label": "org.dtrcache.deployment"}) == []
+    text = html.read_text() + junit.read_text()
+    assert "DTR cache check: the reference deployment" in text
+    assert "Evidence" in text and "MISS then HIT" in text
+    assert not JWT.search(text), JWT.search(text).group(0)[:40]
+    assert "PRIVATE KEY-----" not in text
+    assert passwords and not [p for p in passwords if p in text]
+    blob = re.search(r'data-jsonblob="([^"]*)"', html.read_text())
+    assert blob is not None
+    environment = json.loads(blob.group(1).replace("&#34;", '"').replace("&amp;", "&")
+                             .replace("&gt;", ">").replace("&lt;", "<").replace("&#39;", "'"))
+    assert "Target" in environment.get("environment", {})
