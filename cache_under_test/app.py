@@ -39,7 +39,7 @@ class Cache:
         self.pool = UpstreamPool(config.upstreams, client_context(config.cas), self.metrics)
         self.fills = FillRegistry(self.store, self.metrics,
                                   keep="never-store" not in config.test_faults)
-        self.auth = Authorizer(self.pool)
+        self.auth = Authorizer(self.pool, "ignore-expiry" in config.test_faults)
         self.blobs = BlobHandler(self.store, self.pool, self.fills, self.auth, self.metrics,
                                  config.test_faults)
         self._sweeper: asyncio.Task | None = None

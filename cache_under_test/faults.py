@@ -14,6 +14,7 @@ CACHE_FAULTS = {
     "ignore-ttl": "never expire a copy, whatever blobttl says",
     "skip-token-check": "serve cached blobs without verifying DTR's signature",
     "never-store": "never keep a copy: every request is a miss",
+    "ignore-expiry": "accept signed tokens after they expired",
 }
 
 

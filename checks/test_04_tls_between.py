@@ -56,7 +56,7 @@ def upstream(target):
 
 def test_cache_reaches_dtr(upstream, evidence):
     """The cache's upstream answers TLS at the host and port config.yml names."""
-    requires("test_upstreams_are_https")
+    requires("test_upstreams_are_https", f"test_server_answers_tls[{CLIENT_DTR}]")
     url, configured, connect_to, _cas, _sources = upstream
     report = probe(url, None, connect_to=connect_to)
     if not report.reachable:
@@ -80,7 +80,10 @@ def test_cache_upstream_is_a_registry(target, upstream, evidence):
 
 def test_cache_trusts_dtr(target, upstream, evidence):
     """DTR's served chain verifies against the cas files config.yml gives the cache."""
-    requires("test_cache_reaches_dtr")
+    # DTR's own certificate defects are reported once, on the client->DTR hop.
+    requires("test_cache_reaches_dtr", *(f"{check}[{CLIENT_DTR}]" for check in (
+        "test_full_chain_is_served", "test_certificate_is_within_its_validity",
+        "test_certificate_key_is_strong", "test_tls_1_2_or_newer")))
     url, configured, connect_to, cas, sources = upstream
     missing = [path for path, content in cas if content is None]
     if missing:

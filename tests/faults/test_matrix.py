@@ -53,7 +53,8 @@ def test_fault_is_caught_once_and_explained(bench, fault: Fault, diagnoses):
     try:
         spec = fault.apply(bench)
         deselect = list(fault.deselect) + ([] if fault.slow_checks else [TTL_CHECK])
-        outcomes = bench.run_checks(fault.name, deselect=deselect, **spec)
+        outcomes = bench.run_checks(fault.name, deselect=deselect, select=fault.select,
+                                    **spec)
     finally:
         fault.revert(bench)
     found = outcomes.get(fault.check)
