@@ -26,13 +26,19 @@ def _lines(target, cycle) -> list[LogLine]:
 
 
 def _evidence_for(lines: list[LogLine], digest: str) -> tuple[str, list[LogLine], list[LogLine]]:
-    """("events" | "access" | "", misses, hits) for ``digest`` in the lines."""
-    mine = [line for line in lines if line.get("digest") == digest]
+    """("events" | "access" | "", misses, hits) for ``digest`` in the lines.
+
+    "events": this cache's own blob.* events (strong); "access": a registry's access lines for
+    the blob (distribution's "response completed": requests seen, hit or miss unknown).
+    """
+    mine = [line for line in lines if line.get("digest") == digest
+            and str(line.get("event", "")).startswith("blob.")]
     if mine:
         misses = [line for line in mine if line.get("event") in ("blob.miss", "blob.join")]
         hits = [line for line in mine if line.get("event") == "blob.hit"]
         return "events", misses, hits
-    seen = [line for line in lines if digest in line.raw]
+    seen = [line for line in lines if line.get("msg") == "response completed"
+            and digest in str(line.get("http.request.uri", ""))]
     return ("access" if seen else ""), seen[:1], seen[1:]
 
 
@@ -52,9 +58,10 @@ def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
     marks = []
     for digest, (kind, misses, hits) in found.items():
         if not kind:
-            fail(LOGS, f"no line of the cache's logs ({target.cache_logs}) mentions {digest[:19]}, "
-                 "which the cache just served", "point --cache-logs at this cache's logs (e.g. "
-                 "service:dtr-cache_cache) and keep log.level at info or debug")
+            fail(LOGS, f"the logs read from {target.cache_logs} show no request for "
+                 f"{digest[:19]}, which the cache just served: they are not this cache's logs, "
+                 "or its log level hides requests", "point --cache-logs at this cache's logs "
+                 "(e.g. service:dtr-cache_cache) and keep log.level at info or debug")
         if not misses or not hits:
             fail(LOGS, f"the logs show {'no miss' if not misses else 'no hit'} for "
                  f"{digest[:19]} though it was pulled twice", "the cache is not keeping its "

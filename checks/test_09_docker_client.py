@@ -15,7 +15,8 @@ from fixtures.logs import LogSourceError, events
 
 def test_docker_pull_is_served_by_the_cache(target, push_image, evidence, writes):
     """``docker pull`` from DTR succeeds with its layers absent first, and the cache served them."""
-    requires("test_4_cache_serves_each_blob_without_authorization")
+    requires("test_4_cache_serves_each_blob_without_authorization",
+             "test_2_manifest_comes_from_dtr")
     why_not = daemon_available()
     if why_not:
         pytest.skip(f"{why_not}: the docker client check needs a local daemon")

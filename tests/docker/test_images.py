@@ -31,14 +31,8 @@ START_TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[docker.DockerClient]:
-    try:
-        c = docker.from_env()
-        c.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"no Docker engine ({exc}); start one with .ci/dockerd.sh")
-    yield c
-    c.close()
+def client(engine: docker.DockerClient) -> docker.DockerClient:
+    return engine
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-import docker
-import docker.errors
 import pytest
 
 from fixtures.local import REPO_ROOT
@@ -19,17 +17,6 @@ from fixtures.stack import down
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
-
-
-@pytest.fixture(scope="module")
-def engine():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"no Docker engine ({exc}); start one with .ci/dockerd.sh")
-    yield client
-    client.close()
 
 
 @pytest.mark.parametrize("mode", ["bridge", "swarm"])

@@ -8,8 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import docker
-import docker.errors
 import httpx
 import pytest
 
@@ -25,17 +23,6 @@ from fixtures.stack.record import LABEL, STACK_NAME
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 CERTS_D = Path("/etc/docker/certs.d")
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[docker.DockerClient]:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"no Docker engine ({exc}); start one with .ci/dockerd.sh")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module", params=["bridge", "swarm"])
