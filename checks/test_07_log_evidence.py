@@ -62,6 +62,11 @@ def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
                  f"{digest[:19]}, which the cache just served: they are not this cache's logs, "
                  "or its log level hides requests", "point --cache-logs at this cache's logs "
                  "(e.g. service:dtr-cache_cache) and keep log.level at info or debug")
+        if kind == "access" and (not misses or not hits):
+            fail(LOGS, f"the logs read from {target.cache_logs} show {len(misses + hits)} "
+                 f"request(s) for {digest[:19]}, which the cache served twice: they look like "
+                 "another registry's logs (DTR's?), not this cache's", "point --cache-logs at "
+                 "this cache's own logs (e.g. service:dtr-cache_cache)")
         if not misses or not hits:
             fail(LOGS, f"the logs show {'no miss' if not misses else 'no hit'} for "
                  f"{digest[:19]} though it was pulled twice", "the cache is not keeping its "
