@@ -31,3 +31,14 @@ def test_transcript_records_every_exchange_and_no_secret(stack: Stack, registere
     assert " -> 307 " in text and " -> 401 " in text and " -> 201 " in text
     lines = [ex.line() for ex in alice.transcript.exchanges]
     assert any("/auth/token" in line for line in lines)
+
+
+def test_delete_needs_the_right_and_removes_the_blob(stack: Stack):
+    image = synthesize(layers=1, layer_size=2048)
+    digest = image.layers[0].digest
+    with stack.client("alice") as alice:
+        image.push(alice, "alice/deleted", "v1")
+        assert alice.delete_blob("alice/deleted", digest).status_code in (401, 403)
+    with stack.client("admin") as admin:
+        assert admin.delete_blob("alice/deleted", digest).status_code == 202
+        assert admin.get_blob("alice/deleted", digest, method="HEAD").status_code == 404
