@@ -147,21 +147,39 @@ class BlobHandler:
 
     async def _serve_hit(self, request: web.Request, stored: StoredBlob, name: str,
                          user: str | None, began: float) -> web.StreamResponse:
-        response = _SentOnceFileResponse(stored.path, chunk_size=256 * 1024, headers={
-            "Content-Type": "application/octet-stream",
-            "Docker-Content-Digest": str(stored.digest),
-            API_VERSION_HEADER: API_VERSION,
-            "X-Cache": "HIT",
-        })
         try:
-            await response.prepare(request)
+            fd = os.open(stored.path, os.O_RDONLY)
         except FileNotFoundError:  # removed by the TTL sweep between lookup and open
             return oci_error(503, "UNAVAILABLE", "blob expired while being served; retry")
-        except ConnectionError:
-            return response
-        sent = response.content_length if request.method == "GET" else 0
+        try:
+            size = os.fstat(fd).st_size
+            span = _parse_range(request.headers.get("Range"), size)
+            if span == "unsatisfiable":
+                return oci_error(416, "RANGE_INVALID", "requested range not satisfiable",
+                                 headers={"Content-Range": f"bytes */{size}"})
+            start, end = span or (0, size - 1)
+            response = web.StreamResponse(status=206 if span else 200, headers={
+                "Content-Type": "application/octet-stream",
+                "Docker-Content-Digest": str(stored.digest),
+                API_VERSION_HEADER: API_VERSION,
+                "Accept-Ranges": "bytes",
+                "ETag": f'"{stored.digest}"',
+                "X-Cache": "HIT",
+            })
+            if span:
+                response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            response.content_length = end - start + 1
+            try:
+                await response.prepare(request)
+                sent = 0
+                if request.method == "GET" and size:
+                    sent = await _send_range(fd, start, end, response.write)
+            except ConnectionError:
+                return response
+        finally:
+            os.close(fd)
         self.metrics.hits.inc()
-        self.metrics.served_bytes.inc(sent or 0)
+        self.metrics.served_bytes.inc(sent)
         # Logged before the final flush: by the time the client has it all, the line is out.
         emit("blob.hit", digest=str(stored.digest), repo=name, bytes=sent, size=stored.size,
              ms=_ms(began), user=user, method=request.method, client=request.remote,
@@ -231,16 +249,19 @@ class BlobHandler:
         return response
 
 
-class _SentOnceFileResponse(web.FileResponse):
-    """A FileResponse the handler sends itself (to log bytes and time once it is out).
+HIT_CHUNK = int(os.environ.get("DTRCACHE_HIT_CHUNK", 256 * 1024))
 
-    aiohttp prepares a returned response again; FileResponse's prepare is not idempotent.
-    """
 
-    async def prepare(self, request):
-        if self.prepared:
-            return None
-        return await super().prepare(request)
+async def _send_range(fd: int, start: int, end: int, write) -> int:
+    """Send bytes ``start..end`` (inclusive) of a stored blob; return bytes sent."""
+    pos = start
+    while pos <= end:
+        chunk = os.pread(fd, min(HIT_CHUNK, end - pos + 1), pos)
+        if not chunk:
+            raise ConnectionResetError("stored blob shrank while being served")
+        await write(chunk)
+        pos += len(chunk)
+    return pos - start
 
 
 def _corrupting(write, length: int):
