@@ -9,6 +9,7 @@ import sys
 from . import __version__
 from .config import ConfigError, describe, load_config
 from .events import emit, setup_logging
+from .processes import run, server_count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +18,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="registry-style config.yml with the downstream middleware")
     parser.add_argument("--check", action="store_true",
                         help="validate the configuration and exit (0 when valid)")
+    parser.add_argument("--processes", default=None, metavar="N|auto",
+                        help="server processes sharing the port (default: $DTRCACHE_PROCESSES "
+                        "or auto, one per usable CPU); 1 runs the whole cache in one process")
     args = parser.parse_args(argv)
+    try:
+        servers = server_count(args.processes)
+    except ValueError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
 
     try:
         config = load_config(args.config)
@@ -31,14 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log_level)
     for warning in config.warnings:
         emit("config.warning", logging.WARNING, problem=warning)
-    emit("config.loaded", version=__version__, **describe(config))
+    emit("config.loaded", version=__version__, processes=servers, **describe(config))
     if args.check:
         return 0
 
-    from .server import serve  # imported late: --check must not need uvloop
-
-    serve(config)
-    return 0
+    return run(config, servers)
 
 
 if __name__ == "__main__":

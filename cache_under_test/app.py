@@ -17,6 +17,7 @@ from .config import CacheConfig
 from .errors import API_VERSION, API_VERSION_HEADER, oci_error
 from .events import emit
 from .fill import FillRegistry
+from .forward import MissForwarder
 from .metrics import Metrics
 from .names import InvalidDigest, InvalidName, parse_name, parse_reference
 from .storage import BlobStore
@@ -29,10 +30,15 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 class Cache:
-    """One cache server instance built from a validated config."""
+    """One cache process built from a validated config.
 
-    def __init__(self, config: CacheConfig):
+    ``fetcher``: in a server process (see ``processes``), the fetcher's Unix socket: blob
+    misses are forwarded there, and storage upkeep (crash leftovers, the TTL sweep) is its job.
+    """
+
+    def __init__(self, config: CacheConfig, fetcher: str | None = None):
         self.config = config
+        self.forwarder = MissForwarder(fetcher) if fetcher else None
         self.metrics = Metrics()
         ttl = None if "ignore-ttl" in config.test_faults else config.blobttl
         self.store = BlobStore(config.root, ttl)
@@ -41,7 +47,7 @@ class Cache:
                                   keep="never-store" not in config.test_faults)
         self.auth = Authorizer(self.pool, "ignore-expiry" in config.test_faults)
         self.blobs = BlobHandler(self.store, self.pool, self.fills, self.auth, self.metrics,
-                                 config.test_faults)
+                                 config.test_faults, self.forwarder)
         self._sweeper: asyncio.Task | None = None
 
     def application(self) -> web.Application:
@@ -61,12 +67,16 @@ class Cache:
         return app
 
     async def _start(self, app: web.Application) -> None:
-        removed = self.store.prepare()
-        if removed:
-            emit("storage.cleaned", leftovers=removed, reason="partial downloads from a crash")
+        if self.forwarder is None:
+            removed = self.store.prepare()
+            if removed:
+                emit("storage.cleaned", leftovers=removed,
+                     reason="partial downloads from a crash")
+        else:
+            await self.forwarder.start()
         await self.pool.start()
         await self.auth.refresh_keys()
-        if self.store.ttl:
+        if self.store.ttl and self.forwarder is None:
             self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def _stop(self, app: web.Application) -> None:
@@ -76,6 +86,8 @@ class Cache:
                 await self._sweeper
         await self.fills.drain()
         await self.pool.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
 
     async def _sweep_forever(self) -> None:
         interval = max(0.5, min(self.store.ttl / 4, 60.0))
@@ -165,7 +177,7 @@ class Cache:
         writable = self.store.uploads.is_dir()
         body = {"status": "ok" if writable else "storage unavailable",
                 "upstreams": self.config.upstreams, "keys": sorted(self.auth.keys.keys),
-                "fills_in_flight": int(self.metrics.inflight._value.get()),
+                "fills_in_flight": int(self.metrics.value("dtrcache_fills_in_flight")),
                 "test_faults": sorted(self.config.test_faults)}
         return web.Response(status=200 if writable else 503, text=json.dumps(body),
                             content_type="application/json")

@@ -16,6 +16,7 @@ from .blobtoken import TOKEN_PARAM, TokenError
 from .errors import API_VERSION, API_VERSION_HEADER, oci_error
 from .events import emit
 from .fill import FillFailed, FillRegistry, UpstreamRefused
+from .forward import MissForwarder, client_address
 from .metrics import Metrics
 from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
 from .storage import BlobStore, StoredBlob
@@ -29,8 +30,10 @@ class BlobHandler:
     """GET and HEAD ``/v2/<name>/blobs/<digest>``."""
 
     def __init__(self, store: BlobStore, pool: UpstreamPool, fills: FillRegistry,
-                 auth: Authorizer, metrics: Metrics, test_faults: frozenset[str] = frozenset()):
+                 auth: Authorizer, metrics: Metrics, test_faults: frozenset[str] = frozenset(),
+                 forwarder: MissForwarder | None = None):
         self.faults = test_faults  # TEST-ONLY modes (cache_under_test.faults); empty in real use
+        self.forwarder = forwarder  # in a server process: where misses go (the fetcher)
         self.store = store
         self.pool = pool
         self.fills = fills
@@ -46,6 +49,8 @@ class BlobHandler:
             return oci_error(400, "NAME_INVALID", str(exc))
         except InvalidDigest as exc:
             return oci_error(400, "DIGEST_INVALID", str(exc))
+        if self.forwarder is not None and self._fresh_copy(digest, name) is None:
+            return await self.forwarder.forward(request)  # the fetcher authorizes it itself
 
         token = request.query.get(TOKEN_PARAM)
         upstream_path = f"/v2/{name}/blobs/{digest}"
@@ -58,7 +63,7 @@ class BlobHandler:
             try:
                 grant = await self.auth.verify(token, name, str(digest))
             except TokenError as exc:
-                denied(exc, repo=name, digest=str(digest), client=request.remote,
+                denied(exc, repo=name, digest=str(digest), client=client_address(request),
                        status=exc.status)
                 self.metrics.errors.labels(kind="auth denied").inc()
                 return oci_error(exc.status, exc.code, str(exc))
@@ -101,6 +106,8 @@ class BlobHandler:
     def _fresh_copy(self, digest: Digest, name: str) -> StoredBlob | None:
         stored = self.store.lookup(digest)
         if stored is not None and self.store.is_expired(stored):
+            if self.forwarder is not None:
+                return None  # the fetcher removes it, then fetches it again
             if self.fills.get(digest) is None and self.store.remove(digest):
                 self.metrics.expired.inc()
                 emit("blob.expired", digest=str(digest), repo=name, bytes=stored.size,
@@ -119,8 +126,8 @@ class BlobHandler:
         try:
             if answer.response.status == 200:
                 return None
-            denied("upstream refused", repo=name, digest=str(digest), client=request.remote,
-                   status=answer.response.status)
+            denied("upstream refused", repo=name, digest=str(digest),
+                   client=client_address(request), status=answer.response.status)
             status = answer.response.status
             challenge = answer.response.headers.get("WWW-Authenticate")
             return oci_error(status, _REFUSAL_CODES.get(status, "DENIED"),
@@ -182,7 +189,7 @@ class BlobHandler:
         self.metrics.served_bytes.inc(sent)
         # Logged before the final flush: by the time the client has it all, the line is out.
         emit("blob.hit", digest=str(stored.digest), repo=name, bytes=sent, size=stored.size,
-             ms=_ms(began), user=user, method=request.method, client=request.remote,
+             ms=_ms(began), user=user, method=request.method, client=client_address(request),
              age_s=round(time.time() - stored.fetched_at, 1))
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
@@ -194,7 +201,7 @@ class BlobHandler:
             await asyncio.shield(fill.started)
         except UpstreamRefused as exc:
             denied("upstream refused", repo=name, digest=str(fill.digest),
-                   client=request.remote, status=exc.status)
+                   client=client_address(request), status=exc.status)
             return web.Response(status=exc.status, body=exc.body,
                                 headers=_error_headers(exc.headers))
         except AllUpstreamsFailed as exc:
@@ -231,19 +238,21 @@ class BlobHandler:
                 write = _corrupting(response.write, end - start + 1)
             sent = await fill.stream(fd, start, end, write) if size else 0
         except FillFailed as exc:
-            emit("blob.broken", digest=str(fill.digest), repo=name, client=request.remote,
+            emit("blob.broken", digest=str(fill.digest), repo=name,
+                 client=client_address(request),
                  error=str(exc)[:300])
             # Close without completing the body: the client sees a broken transfer.
             if request.transport is not None:
                 request.transport.abort()
             raise web.HTTPInternalServerError() from None
         except ConnectionError:
-            emit("blob.client_gone", digest=str(fill.digest), repo=name, client=request.remote)
+            emit("blob.client_gone", digest=str(fill.digest), repo=name,
+                 client=client_address(request))
             return response
         self.metrics.served_bytes.inc(sent)
         emit("blob.join" if joined else "blob.miss", digest=str(fill.digest), repo=name,
              bytes=sent, size=size, ms=_ms(began), upstream=fill.upstream, user=user,
-             client=request.remote)
+             client=client_address(request))
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from .blobtoken import TOKEN_PARAM
 
 LOGGER = logging.getLogger("cache_under_test")
+_process_label: str | None = None  # "fetcher", "server-1"...: set when there are several
 _SECRET_FIELDS = re.compile(r"authorization|token|password|passwd|secret|private|cookie", re.I)
 _SECRET_TEXT = [
     (re.compile(rf"({TOKEN_PARAM}=)[^&\s\"']+"), r"\1REDACTED"),
@@ -52,6 +53,8 @@ class JsonLineFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "event": getattr(record, "event", None) or "log",
         }
+        if _process_label:
+            line["process"] = _process_label
         fields = getattr(record, "fields", None)
         if fields:
             line.update(fields)
@@ -73,6 +76,12 @@ def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
         logger.propagate = False
     # aiohttp's access log repeats every request in another format: the blob events say more.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def set_process_label(label: str) -> None:
+    """Name this process in every line it logs (several processes share one stdout)."""
+    global _process_label
+    _process_label = label
 
 
 def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:

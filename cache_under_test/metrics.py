@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -10,10 +12,13 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .processes import METRICS_ENV  # set when the cache runs as several processes
 
 
 class Metrics:
-    """The cache's counters, in a registry of their own (one per server instance)."""
+    """The cache's counters, in a registry of their own (one per cache instance)."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -35,7 +40,23 @@ class Metrics:
                                registry=r)
         self.errors = Counter("dtrcache_errors", "Errors by class", ["kind"], registry=r)
         self.inflight = Gauge("dtrcache_fills_in_flight", "Upstream fetches running",
-                              registry=r)
+                              registry=r, multiprocess_mode="livesum")
+
+    def _exposed(self) -> CollectorRegistry:
+        """This process's registry; with several processes, the sum over all of them."""
+        if not os.environ.get(METRICS_ENV):
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return registry
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed())
+
+    def value(self, name: str) -> float:
+        """The current value of an unlabelled metric, over every process."""
+        for family in self._exposed().collect():
+            for sample in family.samples:
+                if sample.name == name:
+                    return sample.value
+        return 0.0

@@ -64,13 +64,23 @@ def registry(tmp_path, pki, servers) -> LocalServer:
     return server
 
 
+@pytest.fixture(params=["2", "1"], ids=["2-servers", "1-process"])
+def processes(request) -> str:
+    """For the tests that must hold in both shapes of the cache: two server processes that
+    forward misses to a fetcher process, and everything in one process."""
+    return request.param
+
+
 @pytest.fixture
 def make_cache(tmp_path, pki, servers) -> Callable[..., LocalServer]:
+    """A cache on loopback; two server processes and a fetcher unless ``processes`` says
+    otherwise (fixed, not "auto", so the tests do not depend on the machine's CPU count)."""
     counter = iter(range(100))
 
     def make(upstreams: list[str], *, cas: list[Path] | None = None, wait: bool = True,
-             tls: Issued | None = None, **kwargs) -> LocalServer:
+             tls: Issued | None = None, processes: str = "2", **kwargs) -> LocalServer:
         kwargs.setdefault("name", f"cache{next(counter)}")
+        kwargs["env"] = {"DTRCACHE_PROCESSES": processes, **kwargs.get("env", {})}
         server = start_cache(tmp_path / "caches", tls or pki.leaf, upstreams=upstreams,
                              cas=[pki.ca_path] if cas is None else cas, **kwargs)
         servers.append(server)

@@ -25,13 +25,13 @@ def blob_files(cache) -> list:
 
 
 def test_upstream_killed_mid_stream_caches_nothing(tmp_path, registry, make_cache, push, pki,
-                                                   servers):
+                                                   servers, processes):
     # Big enough that the kernel's socket buffers cannot hold what the registry still had to
     # send when it dies.
     size = 32 * 1024 * 1024
     digest, _ = push(registry, size=size)
     with TcpProxy("127.0.0.1", registry.port, rate=8 * 1024 * 1024) as link:
-        cache = make_cache([f"https://127.0.0.1:{link.port}"])
+        cache = make_cache([f"https://127.0.0.1:{link.port}"], processes=processes)
         url = f"{cache.url}/v2/team/app/blobs/{digest}"
         received = 0
         with httpx.Client(verify=pki.context, timeout=30) as http, \
@@ -54,12 +54,12 @@ def test_upstream_killed_mid_stream_caches_nothing(tmp_path, registry, make_cach
     assert again.headers["x-cache"] == "MISS" and verify_digest(again.content, digest)
 
 
-def test_corrupt_upstream_body_is_never_published(registry, make_cache, push, pki):
+def test_corrupt_upstream_body_is_never_published(registry, make_cache, push, pki, processes):
     digest, data = push(registry, size=512 * 1024)
     hexpart = digest.split(":")[1]
     stored = next((registry.workdir / "registry-data").rglob(f"blobs/sha256/*/{hexpart}/data"))
     stored.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # same size, one bit flipped
-    cache = make_cache([registry.url])
+    cache = make_cache([registry.url], processes=processes)
     url = f"{cache.url}/v2/team/app/blobs/{digest}"
     with httpx.Client(verify=pki.context) as http, pytest.raises(httpx.TransportError):
         http.get(url)
@@ -68,10 +68,10 @@ def test_corrupt_upstream_body_is_never_published(registry, make_cache, push, pk
     assert blob_files(cache) == []
 
 
-def test_short_upstream_body_is_never_published(registry, make_cache, push, pki):
+def test_short_upstream_body_is_never_published(registry, make_cache, push, pki, processes):
     digest, _ = push(registry, size=1024 * 1024)
     with TcpProxy("127.0.0.1", registry.port, cut_after=300 * 1024) as link:
-        cache = make_cache([f"https://127.0.0.1:{link.port}"])
+        cache = make_cache([f"https://127.0.0.1:{link.port}"], processes=processes)
         with httpx.Client(verify=pki.context) as http, pytest.raises(httpx.TransportError):
             http.get(f"{cache.url}/v2/team/app/blobs/{digest}")
         wait_for_event(cache, "blob.fill_failed", digest=digest)

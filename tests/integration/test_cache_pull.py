@@ -14,9 +14,9 @@ from .conftest import stored_files, upstream_gets, wait_for_event
 pytestmark = pytest.mark.integration
 
 
-def test_miss_then_hit_with_digest_verified(registry, make_cache, push, client):
+def test_miss_then_hit_with_digest_verified(registry, make_cache, push, client, processes):
     digest, data = push(registry)
-    cache = make_cache([registry.url])
+    cache = make_cache([registry.url], processes=processes)
     c = client(cache)
     first = c.get_blob("team/app", digest)
     second = c.get_blob("team/app", digest)
@@ -35,9 +35,9 @@ def test_miss_then_hit_with_digest_verified(registry, make_cache, push, client):
     assert expected.read_bytes() == data
 
 
-def test_range_on_miss_and_on_hit(registry, make_cache, push, client):
+def test_range_on_miss_and_on_hit(registry, make_cache, push, client, processes):
     digest, data = push(registry, size=100_000)
-    c = client(make_cache([registry.url]))
+    c = client(make_cache([registry.url], processes=processes))
     for expected_cache in ("MISS", "HIT"):
         r = c.get_blob("team/app", digest, headers={"Range": "bytes=1000-1999"})
         assert r.status_code == 206, r.text
@@ -50,9 +50,9 @@ def test_range_on_miss_and_on_hit(registry, make_cache, push, client):
     assert bad.status_code == 416
 
 
-def test_head_on_miss_and_hit_sends_no_body(registry, make_cache, push, client):
+def test_head_on_miss_and_hit_sends_no_body(registry, make_cache, push, client, processes):
     digest, data = push(registry)
-    c = client(make_cache([registry.url]))
+    c = client(make_cache([registry.url], processes=processes))
     miss = c.get_blob("team/app", digest, method="HEAD")
     assert miss.status_code == 200 and miss.headers["x-cache"] == "MISS"
     assert int(miss.headers["content-length"]) == len(data) and miss.content == b""
@@ -68,10 +68,10 @@ def test_unknown_blob_is_a_registry_404(registry, make_cache, client):
     assert r.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
 
 
-def test_ttl_expiry_refetches_and_sweeps(registry, make_cache, push, client):
+def test_ttl_expiry_refetches_and_sweeps(registry, make_cache, push, client, processes):
     digest, _ = push(registry)
     other, _ = push(registry)
-    cache = make_cache([registry.url], blobttl="1s")
+    cache = make_cache([registry.url], blobttl="1s", processes=processes)
     c = client(cache)
     assert c.get_blob("team/app", digest).headers["x-cache"] == "MISS"
     assert c.get_blob("team/app", other).headers["x-cache"] == "MISS"
@@ -112,9 +112,9 @@ def test_read_only_cache_refuses_writes(registry, make_cache, client):
         assert r.json()["errors"][0]["code"] == "UNSUPPORTED"
 
 
-def test_base_catalog_health_metrics(registry, make_cache, push, client):
+def test_base_catalog_health_metrics(registry, make_cache, push, client, processes):
     digest, data = push(registry)
-    cache = make_cache([registry.url])
+    cache = make_cache([registry.url], processes=processes)
     c = client(cache)
     base = c.ping()
     assert base.status_code == 200

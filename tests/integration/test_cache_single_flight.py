@@ -24,13 +24,13 @@ def _log_time(line) -> float:
     return datetime.fromisoformat(line.get("time").replace("Z", "+00:00")).timestamp()
 
 
-def test_32_concurrent_misses_make_one_upstream_fetch(registry, make_cache, push, pki):
+def test_32_concurrent_misses_make_one_upstream_fetch(registry, make_cache, push, pki, processes):
     size = 6 * 1024 * 1024
     digest, _ = push(registry, size=size)
     # A slow link (about 3 s for the blob) between cache and upstream, so the fetch is
     # still running while every client is being served.
     with TcpProxy("127.0.0.1", registry.port, rate=2 * 1024 * 1024) as link:
-        cache = make_cache([f"https://127.0.0.1:{link.port}"])
+        cache = make_cache([f"https://127.0.0.1:{link.port}"], processes=processes)
         url = f"{cache.url}/v2/team/app/blobs/{digest}"
         first_byte: list[float] = [0.0] * CLIENTS
         bodies: list[bytes | None] = [None] * CLIENTS
@@ -66,10 +66,10 @@ def test_32_concurrent_misses_make_one_upstream_fetch(registry, make_cache, push
     assert not late, f"clients got their first byte only after the fetch ended: {late}"
 
 
-def test_client_disconnect_does_not_abort_the_fill(registry, make_cache, push, pki):
+def test_client_disconnect_does_not_abort_the_fill(registry, make_cache, push, pki, processes):
     digest, _ = push(registry, size=4 * 1024 * 1024)
     with TcpProxy("127.0.0.1", registry.port, rate=2 * 1024 * 1024) as link:
-        cache = make_cache([f"https://127.0.0.1:{link.port}"])
+        cache = make_cache([f"https://127.0.0.1:{link.port}"], processes=processes)
         url = f"{cache.url}/v2/team/app/blobs/{digest}"
         with httpx.Client(verify=pki.context, timeout=30) as http, http.stream("GET", url) as r:
             next(r.iter_bytes())  # got something, then hang up

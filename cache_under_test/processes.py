@@ -1,0 +1,169 @@
+"""Several processes on one port: server processes take the clients, one fetcher fetches.
+
+One Python process is one event loop on one core: TLS, hashing and file I/O all queue behind
+each other. So, like nginx's workers, the cache forks server processes that share one
+listening socket; each serves hits on its own (the local copy, a locally verified token). Every
+upstream fetch happens in one more process, the fetcher (the parent), which the servers reach
+over a private Unix socket (``cache_under_test.forward``): single flight and the TTL sweep stay
+in one place, and a miss's download and its delivery to the client run on two cores.
+
+Supervision is crash-only: if a server process dies, the fetcher logs ``process.exited`` and
+stops the whole cache with a non-zero status, for the orchestrator (swarm, Docker's restart
+policy) to restart it; if the fetcher dies, the servers see their lifeline pipe close and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from .config import CacheConfig
+from .events import emit, set_process_label
+
+PROCESSES_ENV = "DTRCACHE_PROCESSES"
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
+
+SERVER_STOP_WAIT = 7.0  # a server's own shutdown allows 5 s for responses in flight
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def server_count(requested: str | None) -> int:
+    """``auto`` (or nothing): one server process per usable CPU; 1 means a single process."""
+    value = (requested or os.environ.get(PROCESSES_ENV) or "auto").strip().lower()
+    if value == "auto":
+        return usable_cpus()
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise ValueError(f"{PROCESSES_ENV} / --processes: expected auto or 1..64, got {value!r}")
+    return int(value)
+
+
+def listen_tcp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def run(config: CacheConfig, servers: int) -> int:
+    """Serve until SIGINT/SIGTERM; the exit status (non-zero if a server process died)."""
+    if servers <= 1:
+        from .server import serve_on
+
+        serve_on(config, listen_tcp(config.addr_host, config.addr_port), tls=True)
+        return 0
+    private = Path(tempfile.mkdtemp(prefix="dtrcache-"))  # 0700: only this user gets in
+    try:
+        (private / "metrics").mkdir()
+        os.environ[METRICS_ENV] = str(private / "metrics")  # before prometheus_client loads
+        return _run_processes(config, servers, private)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
+    from .server import serve_on  # imports aiohttp and prometheus_client: after METRICS_ENV
+    from .storage import BlobStore
+
+    removed = BlobStore(config.root, config.blobttl).prepare()  # before any process serves
+    if removed:
+        emit("storage.cleaned", leftovers=removed, reason="partial downloads from a crash")
+    tcp = listen_tcp(config.addr_host, config.addr_port)
+    fetcher_path = str(private / "fetcher.sock")
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(fetcher_path)
+    unix.listen(1024)
+    unix.setblocking(False)
+    lifeline, keep_alive = os.pipe()
+    children: dict[int, str] = {}
+    for index in range(1, servers + 1):
+        label = f"server-{index}"
+        pid = os.fork()
+        if pid == 0:  # a server process: clients in, misses to the fetcher
+            status = 1
+            try:
+                os.close(keep_alive)
+                unix.close()
+                set_process_label(label)
+                serve_on(config, tcp, tls=True, fetcher=fetcher_path, lifeline=lifeline)
+                status = 0
+            except BaseException:  # the child must never return into the parent's code
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        children[pid] = label
+    os.close(lifeline)
+    tcp.close()
+    set_process_label("fetcher")
+    supervisor = Supervisor(children)
+    serve_on(config, unix, tls=False, supervisor=supervisor)
+    os.close(keep_alive)
+    return supervisor.status
+
+
+class Supervisor:
+    """The fetcher's watch over its server processes (crash-only: one dies, all stop)."""
+
+    def __init__(self, children: dict[int, str]):
+        self.children = dict(children)
+        self.status = 0
+        self._watch: asyncio.Task | None = None
+
+    async def start(self, _app=None) -> None:
+        emit("processes.started", servers=len(self.children), fetcher_pid=os.getpid())
+        self._watch = asyncio.create_task(self._watch_children())
+
+    async def _watch_children(self) -> None:
+        while self.children:
+            await asyncio.sleep(0.5)
+            for pid, label in list(self.children.items()):
+                done, code = _reap(pid)
+                if done:
+                    del self.children[pid]
+                    emit("process.exited", logging.ERROR, process=label, pid=pid, status=code,
+                         action="stopping the cache: restart it (crash-only supervision)")
+                    self.status = 1
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+
+    async def stop(self, _app=None) -> None:
+        """Stop the servers first (they stop accepting, finish what they send), then us."""
+        if self._watch:
+            self._watch.cancel()
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + SERVER_STOP_WAIT
+        while self.children and time.monotonic() < deadline:
+            for pid in list(self.children):
+                if _reap(pid)[0]:
+                    del self.children[pid]
+            await asyncio.sleep(0.05)
+        for pid in self.children:  # did not stop in time
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.children.clear()
+
+
+def _reap(pid: int) -> tuple[bool, int | None]:
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True, None
+    return done == pid, os.waitstatus_to_exitcode(status) if done == pid else None

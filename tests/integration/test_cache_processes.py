@@ -1,0 +1,98 @@
+"""The cache as several processes: misses reach the fetcher, deaths stop the whole cache."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fixtures.local import REPO_ROOT, LocalServer
+from fixtures.logs import events
+
+from .conftest import upstream_gets, wait_for_event
+
+pytestmark = pytest.mark.integration
+
+
+def children(server: LocalServer) -> list[int]:
+    path = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    return [int(pid) for pid in path.read_text().split()]
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"):
+            return True  # exited; only waiting for its parent (pytest's subprocess) to reap
+        time.sleep(0.05)
+    return False
+
+
+def test_servers_hand_misses_to_one_fetcher(registry, make_cache, push, client):
+    digest, _ = push(registry)
+    cache = make_cache([registry.url], processes="3")
+    assert len(children(cache)) == 3
+    c = client(cache)
+    assert [c.get_blob("team/app", digest).headers["x-cache"] for _ in range(4)] == \
+        ["MISS", "HIT", "HIT", "HIT"]
+    assert upstream_gets(registry, "team/app", digest) == 1
+    hits = wait_for_event(cache, "blob.hit", digest=digest, count=3)
+    miss = events(cache.log_lines(), "blob.miss", digest=digest)
+    assert miss[0].get("process") == "fetcher"
+    # The fetcher logs the client the server process saw, not its own Unix socket.
+    assert miss[0].get("client") == "127.0.0.1"
+    assert all(h.get("process", "").startswith("server-") for h in hits)
+    metrics = c.request("GET", "/metrics").text  # summed over every process
+    assert "dtrcache_blob_hits_total 3.0" in metrics
+    assert "dtrcache_blob_misses_total 1.0" in metrics
+
+
+def test_a_dead_server_process_stops_the_whole_cache(registry, make_cache):
+    cache = make_cache([registry.url], processes="2")
+    first, second = children(cache)
+    os.kill(first, signal.SIGKILL)
+    cache.process.wait(15)
+    assert cache.process.returncode == 1
+    exited = wait_for_event(cache, "process.exited", pid=first)
+    assert exited[0].get("process") == "server-1" and "restart" in exited[0].get("action")
+    assert gone(second)
+
+
+def test_server_processes_stop_when_the_fetcher_dies(registry, make_cache):
+    cache = make_cache([registry.url], processes="2")
+    pids = children(cache)
+    cache.kill()  # SIGKILL: no goodbye to the server processes
+    assert all(gone(pid) for pid in pids)
+    with socket.socket() as again:  # the port is free again: nothing holds it
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", cache.port))
+
+
+def test_sigterm_stops_every_process_cleanly(registry, make_cache):
+    cache = make_cache([registry.url], processes="2")
+    pids = children(cache)
+    cache.stop()
+    assert cache.process.returncode == 0
+    assert all(gone(pid, timeout=1) for pid in pids)
+
+
+def test_processes_option_is_checked(tmp_path, registry, make_cache):
+    cache = make_cache([registry.url], wait=False)
+    cache.stop()
+    for bad in ("0", "many"):
+        run = subprocess.run([sys.executable, "-m", "cache_under_test", "--processes", bad,
+                              str(cache.config_path)], capture_output=True, text=True,
+                             cwd=REPO_ROOT, timeout=60)
+        assert run.returncode == 2
+        assert "config error: DTRCACHE_PROCESSES / --processes" in run.stderr
