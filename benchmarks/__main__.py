@@ -33,6 +33,7 @@ class Plan:
     rounds: int = 2
     miss_mib: int = 64
     miss_repeats: int = 3
+    link_mib_s: float = 32.0
     concurrency_clients: list[int] = field(default_factory=lambda: [1, 8, 32])
     stampede_mib: int = 256
     stampede_clients: int = 32
@@ -68,6 +69,8 @@ def run(plan: Plan, mode: str, workdir: Path, profile_to: Path | None) -> dict[s
         results["hits"] = hits.throughput(lab, list(by_size.values()), plan.clients,
                                           plan.duration, plan.rounds, log)
         results["misses"] = misses.miss_path(lab, miss_blob, plan.miss_repeats, log)
+        results["misses_far"] = misses.over_link(lab, miss_blob, plan.link_mib_s,
+                                                 plan.miss_repeats, log)
         results["miss_concurrency"] = misses.concurrency(lab, conc_blob,
                                                          plan.concurrency_clients, log)
         results["stampede"] = misses.against_proxy(lab, stampede_blob, plan.stampede_clients,

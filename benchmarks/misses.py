@@ -83,6 +83,30 @@ def miss_path(lab: Lab, blob: Blob, repeats: int, log: Any) -> list[dict[str, An
     return rows
 
 
+def over_link(lab: Lab, blob: Blob, rate_mib: float, repeats: int,
+              log: Any) -> list[dict[str, Any]]:
+    """A miss when the upstream is far, as in a remote region: a cold blob through the cache
+    and pulled directly, both over the same link limited to ``rate_mib`` MiB/s."""
+    link = lab.slow_link(lab["registry"], rate_mib * MIB)
+    url = f"https://127.0.0.1:{link.port}"
+    cache = lab.servers.get("cache-link") or lab.start_cache("cache-link", url)
+    rows = []
+    for attempt in range(repeats):
+        lab.drop_cached(cache, blob)
+        got: dict[str, Any] = {}
+        for path in (["direct", "cache"] if attempt % 2 == 0 else ["cache", "direct"]):
+            target = lab.url("cache-link", blob) if path == "cache" else url + blob_path(REPO, blob)
+            got[path] = _once(lab, target)["results"][0]
+        if got["cache"].get("x_cache") != "MISS" or got["cache"]["bytes"] != blob.size:
+            raise RuntimeError(f"over the link: not a full miss: {got['cache']}")
+        rows.append({"mode": f"pull-through, {rate_mib:g} MiB/s upstream link", "size": blob.size,
+                     "rate_mib_s": rate_mib, "attempt": attempt, **got})
+        log(f"miss over a {rate_mib:g} MiB/s link {blob.label}: ttfb "
+            f"{got['direct']['ttfb_s'] * 1000:.0f} -> {got['cache']['ttfb_s'] * 1000:.0f} ms, "
+            f"total {got['direct']['total_s']:.2f} -> {got['cache']['total_s']:.2f} s")
+    return rows
+
+
 def stampede(lab: Lab, key: str, blob: Blob, clients: int, log: Any) -> dict[str, Any]:
     """``clients`` ask ``key`` at once for ``blob``, cold there; what reached the upstream."""
     server = lab[key]

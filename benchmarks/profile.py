@@ -1,8 +1,8 @@
 """``--profile``: where the cache's event-loop thread spends its time, by py-spy (native).
 
-Samples the signed-token cache during a hit run (wrk, 8 clients) and a cold miss (one
-client), keeps py-spy's raw stacks next to the report and summarizes each: the share of
-main-thread samples by what was running (a syscall, OpenSSL, libc copies, Python) and under
+Samples the signed-token cache (all its processes) during a hit run (wrk, 8 clients) and a
+cold miss (one client), keeps py-spy's raw stacks next to the report and summarizes each: the
+share of main-thread samples by what was running (a syscall, OpenSSL, libc copies, Python) and under
 which Python frame.
 """
 
@@ -30,7 +30,7 @@ def available() -> bool:
 
 def _record(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(seconds), "-r", "250",
-                             "--native", "-f", "raw", "-o", str(out)],
+                             "--native", "--subprocesses", "-f", "raw", "-o", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

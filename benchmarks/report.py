@@ -59,17 +59,20 @@ def _misses(rows: list[dict], concurrency: list[dict]) -> list[str]:
         mine = [r for r in rows if r["mode"] == mode]
 
         def med(path: str, key: str, mine: list[dict] = mine) -> float:
-            return statistics.median(r[path][key] for r in mine)
+            return statistics.median(r[path].get(key, 0.0) for r in mine)
 
-        upstream = "distribution" if mode == "pull-through" else "DTR stand-in (bob)"
+        far = "link" in mode  # misses.over_link: no CPU or upstream-log columns
+        upstream = ("distribution over the link" if far else "distribution"
+                    if mode == "pull-through" else "DTR stand-in (bob)")
         out.append([mode, upstream, _size(mine[0]["size"]), len(mine),
                     f"{med('direct', 'ttfb_s') * 1000:.0f}", f"{med('cache', 'ttfb_s') * 1000:.0f}",
                     f"{med('direct', 'total_s'):.2f}", f"{med('cache', 'total_s'):.2f}",
                     _x(med("cache", "total_s"), med("direct", "total_s")),
-                    f"{med('direct', 'server_cpu_s') / mine[0]['size'] * 2**30:.1f}",
-                    f"{med('cache', 'server_cpu_s') / mine[0]['size'] * 2**30:.1f}",
-                    mine[-1]["cache"]["upstream_gets"],
-                    f"{mine[-1]['cache']['upstream_bytes']:,}"])
+                    *(["n/a"] * 4 if far else [
+                        f"{med('direct', 'server_cpu_s') / mine[0]['size'] * 2**30:.1f}",
+                        f"{med('cache', 'server_cpu_s') / mine[0]['size'] * 2**30:.1f}",
+                        mine[-1]["cache"]["upstream_gets"],
+                        f"{mine[-1]['cache']['upstream_bytes']:,}"])])
     conc = [[r["clients"], r["upstream_gets"], r["upstream_heads"], f"{r['upstream_bytes']:,}",
              "yes" if r["upstream_bytes"] == r["size"] else "NO",
              f"{r['complete']}/{r['clients']}", f"{r['wall_s']:.2f}"] for r in concurrency]
@@ -114,11 +117,13 @@ def _distance(rows: list[dict]) -> list[str]:
 def _memory(rows: list[dict]) -> list[str]:
     body = [[r["phase"], _size(r["size"]), r["clients"], f"{r['rss_before_mib']:.0f}",
              f"{r['peak_rss_mib']:.0f}" if r["peak_rss_mib"] else "n/a",
-             f"{r['peak_sampled_mib']:.0f}", f"{r['complete']}/{r['clients']}",
+             f"{r['peak_sampled_mib']:.0f}", f"{r.get('peak_pss_mib', 0):.0f}",
+             r.get("processes", 1), f"{r['complete']}/{r['clients']}",
              f"{r['wall_s']:.1f}"] for r in rows]
-    return ["### 5. Cache memory (signed-token cache)", "",
-            *_table(["phase", "blob", "clients", "RSS before MiB", "peak RSS (VmHWM) MiB",
-                     "peak sampled MiB", "complete", "all done s"], body)]
+    return ["### 5. Cache memory (signed-token cache, summed over its processes)", "",
+            *_table(["phase", "blob", "clients", "RSS before MiB",
+                     "peak RSS MiB (sum of each process's VmHWM)", "peak RSS sampled MiB",
+                     "peak PSS sampled MiB", "processes", "complete", "all done s"], body)]
 
 
 def _profile(found: dict[str, Any] | None) -> list[str]:
@@ -153,7 +158,8 @@ def markdown(results: dict[str, Any]) -> str:
              "", "### Targets", "",
              *_table(["target", "measured", "met"], targets(results)),
              *_hits(results["hits"], meta["plan"]),
-             *_misses(results["misses"], results["miss_concurrency"]),
+             *_misses(results["misses"] + results.get("misses_far", []),
+                      results["miss_concurrency"]),
              *_stampede(results["stampede"]), *_distance(results["distance"]),
              *_memory(results["memory"]), *_profile(results.get("profile"))]
     return "\n".join(lines)

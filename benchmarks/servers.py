@@ -31,6 +31,7 @@ from fixtures.local import (
     start_registry,
     wait_ready,
 )
+from fixtures.netproxy import TcpProxy
 from fixtures.pki import CertificateAuthority, Issued, trust_context
 from fixtures.registry import RegistryClient
 
@@ -49,7 +50,7 @@ class Lab:
     leaf: Issued
     storage: Path
     started: list[LocalServer] = field(default_factory=list)
-    lines: list[DelayLine] = field(default_factory=list)
+    lines: list[TcpProxy] = field(default_factory=list)
     servers: dict[str, LocalServer] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> LocalServer:
@@ -123,6 +124,13 @@ class Lab:
         self.lines.append(line)
         line.start()
         return line
+
+    def slow_link(self, target: LocalServer, rate: float) -> TcpProxy:
+        """A link to ``target`` carrying at most ``rate`` bytes/s towards the client."""
+        link = TcpProxy("127.0.0.1", target.port, rate=rate)
+        self.lines.append(link)
+        link.start()
+        return link
 
     def url(self, key: str, blob: Blob) -> str:
         return self[key].url + blob_path(REPO, blob)

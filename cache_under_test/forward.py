@@ -82,8 +82,8 @@ class MissForwarder:
             try:
                 async for chunk in answer.content.iter_any():
                     await response.write(chunk)
-            except aiohttp.ClientPayloadError:
-                # The fetcher broke the transfer off on purpose: so do we.
+            except (TimeoutError, aiohttp.ClientError):
+                # The fetcher broke the transfer off (a failed fill) or stalled: so do we.
                 if request.transport is not None:
                     request.transport.abort()
                 raise web.HTTPInternalServerError() from None
