@@ -4,8 +4,13 @@ import time
 
 import jwt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cache_under_test.blobtoken import (
+    ALGORITHM,
+    AUDIENCE,
+    LEEWAY,
     KeySet,
     SigningKey,
     TokenError,
@@ -96,3 +101,67 @@ def test_garbage(key):
 def test_private_key_round_trip(key):
     again = SigningKey.from_pem(key.private_pem(), "k1")
     KeySet(jwks(key)).verify(sign(again), repository="alice/app", digest=DIGEST)
+
+
+# -- the cache's own verifier never accepts what PyJWT's jwt.decode rejects --------------------
+
+def pyjwt_accepts(token: str, key: SigningKey) -> bool:
+    try:
+        jwt.decode(token, key.private_key.public_key(), algorithms=[ALGORITHM],
+                   audience=AUDIENCE, leeway=LEEWAY, options={"require": ["exp", "sub", "aud"]})
+        return True
+    except jwt.PyJWTError:
+        return False
+
+
+def ours_accepts(token: str, key: SigningKey) -> bool:
+    try:
+        KeySet(jwks(key)).verify(token, repository="alice/app", digest=DIGEST)
+        return True
+    except TokenError:
+        return False
+
+
+def raw_token(key: SigningKey, claims: dict, header: dict | None = None) -> str:
+    return jwt.encode(claims, key.private_key, algorithm=ALGORITHM,
+                      headers={"kid": key.key_id, **(header or {})})
+
+
+NOW = int(time.time())
+BASE = {"sub": "alice", "repo": "alice/app", "digest": DIGEST, "aud": AUDIENCE,
+        "iat": NOW, "exp": NOW + 300}
+CLAIM_CASES = {
+    "good": {},
+    "audience in a list": {"aud": ["other", AUDIENCE]},
+    "expired within the leeway": {"exp": NOW - 5},
+    "expired": {"exp": NOW - 60},
+    "other audience": {"aud": "registry"},
+    "no audience": {"aud": None},
+    "no subject": {"sub": None},
+    "subject not a string": {"sub": 7},
+    "no expiry": {"exp": None},
+    "expiry not a number": {"exp": "tomorrow"},
+    "not valid before later": {"nbf": NOW + 120},
+    "issued in the future": {"iat": NOW + 120},
+}
+
+
+@pytest.mark.parametrize("case", CLAIM_CASES)
+def test_claims_verdicts_match_pyjwt(key, case):
+    claims = {k: v for k, v in {**BASE, **CLAIM_CASES[case]}.items() if v is not None}
+    token = raw_token(key, claims)
+    assert ours_accepts(token, key) == pyjwt_accepts(token, key), case
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_mutated_token_is_never_accepted_when_pyjwt_rejects_it(key, data):
+    token = sign(key)
+    position = data.draw(st.integers(0, len(token) - 1))
+    replacement = data.draw(st.sampled_from(
+        "AQgw_-.=+/ " + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
+    cut = data.draw(st.booleans())
+    mutated = token[:position] + ("" if cut else replacement) + token[position + 1:]
+    if ours_accepts(mutated, key):
+        assert pyjwt_accepts(mutated, key), mutated

@@ -3,8 +3,11 @@
 import io
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cache_under_test.blobtoken import TOKEN_PARAM, SigningKey
-from cache_under_test.events import emit, redact, setup_logging
+from cache_under_test.events import _SECRET_TEXT, emit, redact, setup_logging
 
 
 def test_json_line_with_redaction():
@@ -33,3 +36,17 @@ def test_debug_is_dropped_at_info():
 def test_private_key_pem_is_masked():
     pem = SigningKey.generate().private_pem().decode()
     assert "PRIVATE KEY-----" not in redact(f"oops {pem}").replace("[REDACTED PRIVATE KEY]", "")
+
+
+FRAGMENTS = ["dtr_cache_token=", "DTR_CACHE_TOKEN=", "Bearer ", "basic ", "eyJ", "abcdefghij",
+             ".", "&", " ", "\n", "-----BEGIN EC PRIVATE KEY-----",
+             "-----END EC PRIVATE KEY-----", "private key", "x9_-"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=6), max_size=12).map("".join))
+def test_the_fast_path_never_skips_a_secret(text):
+    rewritten = text
+    for pattern, replacement in _SECRET_TEXT:
+        rewritten = pattern.sub(replacement, rewritten)
+    assert redact(text) == rewritten
