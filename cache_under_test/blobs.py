@@ -182,6 +182,8 @@ class BlobHandler:
                 if request.method == "GET" and size:
                     sent = await _send_range(fd, start, end, response.write)
             except ConnectionError:
+                emit("blob.client_gone", digest=str(stored.digest), repo=name,
+                     client=client_address(request))
                 return response
         finally:
             os.close(fd)
@@ -269,6 +271,7 @@ async def _send_range(fd: int, start: int, end: int, write) -> int:
         if not chunk:
             raise ConnectionResetError("stored blob shrank while being served")
         await write(chunk)
+        await asyncio.sleep(0)  # see fill.stream: a lost client is noticed only if we yield
         pos += len(chunk)
     return pos - start
 

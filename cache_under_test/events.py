@@ -73,7 +73,7 @@ def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     """Send this package's log records (and aiohttp's) to ``stream`` as JSON lines."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonLineFormatter())
-    for name in ("cache_under_test", "aiohttp"):
+    for name in ("cache_under_test", "aiohttp", "asyncio"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level)

@@ -158,6 +158,10 @@ class Fill:
             if not chunk:
                 raise FillFailed("upload shrank while streaming")
             await write(chunk)
+            # A write to a TLS connection the client has closed is dropped without pausing us;
+            # only by yielding to the loop does the connection's loss reach aiohttp, which
+            # then refuses the next write. Without it a gone client is "sent" the whole blob.
+            await asyncio.sleep(0)
             pos += len(chunk)
         return pos - start
 

@@ -61,12 +61,18 @@ def listen_tcp(host: str, port: int) -> socket.socket:
 
 def run(config: CacheConfig, servers: int) -> int:
     """Serve until SIGINT/SIGTERM; the exit status (non-zero if a server process died)."""
-    if servers <= 1:
+    private = None
+    if servers > 1:
+        try:
+            private = Path(tempfile.mkdtemp(prefix="dtrcache-"))  # 0700: only this user gets in
+        except OSError as exc:  # e.g. a read-only root file system without a /tmp volume
+            emit("config.warning", logging.WARNING, problem=f"cannot create a private directory "
+                 f"for the cache's processes ({exc}); running as one process")
+    if private is None:
         from .server import serve_on
 
         serve_on(config, listen_tcp(config.addr_host, config.addr_port), tls=True)
         return 0
-    private = Path(tempfile.mkdtemp(prefix="dtrcache-"))  # 0700: only this user gets in
     try:
         (private / "metrics").mkdir()
         os.environ[METRICS_ENV] = str(private / "metrics")  # before prometheus_client loads

@@ -78,3 +78,22 @@ def test_client_disconnect_does_not_abort_the_fill(registry, make_cache, push, p
             again = http.get(url)
     assert again.headers["x-cache"] == "HIT" and verify_digest(again.content, digest)
     assert upstream_gets(registry, "team/app", digest) == 1
+
+
+def test_a_client_that_hangs_up_on_a_hit_is_not_sent_the_rest(registry, make_cache, push, pki,
+                                                                processes):
+    size = 32 * 1024 * 1024
+    digest, _ = push(registry, size=size)
+    cache = make_cache([registry.url], processes=processes)
+    url = f"{cache.url}/v2/team/app/blobs/{digest}"
+    with httpx.Client(verify=pki.context, timeout=30) as http:
+        assert http.get(url).headers["x-cache"] == "MISS"
+        with http.stream("GET", url) as r:
+            assert r.headers["x-cache"] == "HIT"
+            next(r.iter_bytes())  # got something, then hang up
+    gone = wait_for_event(cache, "blob.client_gone", digest=digest)
+    assert gone[0].get("client") == "127.0.0.1"
+    # A TLS write to a closed connection is dropped silently: the cache must notice the loss
+    # rather than read and "send" the whole blob to nobody (and log it as a complete hit).
+    time.sleep(0.5)
+    assert events(cache.log_lines(), "blob.hit", digest=digest) == []
