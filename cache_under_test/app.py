@@ -38,8 +38,8 @@ class Cache:
 
     def __init__(self, config: CacheConfig, fetcher: str | None = None):
         self.config = config
-        self.forwarder = MissForwarder(fetcher) if fetcher else None
         self.metrics = Metrics()
+        self.forwarder = MissForwarder(fetcher, self.metrics) if fetcher else None
         ttl = None if "ignore-ttl" in config.test_faults else config.blobttl
         self.store = BlobStore(config.root, ttl)
         self.pool = UpstreamPool(config.upstreams, client_context(config.cas), self.metrics)

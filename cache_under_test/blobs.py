@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from . import handoff
 from .auth import Authorizer, denied
 from .blobtoken import TOKEN_PARAM, TokenError
 from .errors import API_VERSION, API_VERSION_HEADER, oci_error
@@ -50,7 +51,7 @@ class BlobHandler:
         except InvalidDigest as exc:
             return oci_error(400, "DIGEST_INVALID", str(exc))
         if self.forwarder is not None and self._fresh_copy(digest, name) is None:
-            return await self.forwarder.forward(request)  # the fetcher authorizes it itself
+            return await self.forwarder.forward(request, began)  # the fetcher authorizes it
 
         token = request.query.get(TOKEN_PARAM)
         upstream_path = f"/v2/{name}/blobs/{digest}"
@@ -233,6 +234,9 @@ class BlobHandler:
         response.content_length = end - start + 1
         counter = self.metrics.joins if joined else self.metrics.misses
         counter.inc()
+        if handoff.wanted(request) and "corrupt-bytes" not in self.faults:
+            return await handoff.send_progress(request, fill, str(self.store.path(fill.digest)),
+                                               joined, user)
         await response.prepare(request)
         try:
             write = response.write

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 from .events import emit
 from .names import Digest
@@ -146,24 +147,41 @@ class Fill:
 
         The response's last byte waits for verification; a failed fill raises FillFailed.
         """
-        pos = start
-        while pos <= end:
-            if self.error is not None:
-                raise FillFailed(str(self.error))
-            limit = end if self.done else min(end - 1, self.written - 1)
-            if pos > limit:
-                await self.wait_change()
-                continue
-            chunk = os.pread(fd, min(READ_CHUNK, limit - pos + 1), pos)
-            if not chunk:
-                raise FillFailed("upload shrank while streaming")
-            await write(chunk)
-            # A write to a TLS connection the client has closed is dropped without pausing us;
-            # only by yielding to the loop does the connection's loss reach aiohttp, which
-            # then refuses the next write. Without it a gone client is "sent" the whole blob.
-            await asyncio.sleep(0)
-            pos += len(chunk)
-        return pos - start
+        return await stream_growing(self, fd, start, end, write)
+
+
+class Growing(Protocol):
+    """A file being downloaded: how far it is written, and whether it verified or failed."""
+
+    written: int
+    done: bool
+    error: Exception | None
+
+    async def wait_change(self) -> None: ...
+
+
+async def stream_growing(source: Growing, fd: int, start: int, end: int,
+                         write: Callable[[bytes], Awaitable[None]]) -> int:
+    """Send bytes ``start..end`` (inclusive) of ``fd`` as ``source`` writes them; the last
+    byte only once ``source`` is done (verified). Returns the bytes sent."""
+    pos = start
+    while pos <= end:
+        if source.error is not None:
+            raise FillFailed(str(source.error))
+        limit = end if source.done else min(end - 1, source.written - 1)
+        if pos > limit:
+            await source.wait_change()
+            continue
+        chunk = os.pread(fd, min(READ_CHUNK, limit - pos + 1), pos)
+        if not chunk:
+            raise FillFailed("upload shrank while streaming")
+        await write(chunk)
+        # A write to a TLS connection the client has closed is dropped without pausing us;
+        # only by yielding to the loop does the connection's loss reach aiohttp, which then
+        # refuses the next write. Without it a gone client is "sent" the whole blob.
+        await asyncio.sleep(0)
+        pos += len(chunk)
+    return pos - start
 
 
 class FillRegistry:

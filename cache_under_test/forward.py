@@ -18,7 +18,9 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from . import handoff as handoff_protocol
 from .errors import oci_error
+from .metrics import Metrics
 
 # Request headers that decide the fetcher's answer; everything else is the client's business.
 FORWARDED = ("Authorization", "Range", "If-Range", "Accept")
@@ -32,8 +34,9 @@ CONNECT_TRIES = 50  # x 0.1 s: the fetcher may still be starting when the first 
 class MissForwarder:
     """Relays blob requests to the fetcher listening on ``socket_path``."""
 
-    def __init__(self, socket_path: str):
+    def __init__(self, socket_path: str, metrics: Metrics):
         self.socket_path = socket_path
+        self.metrics = metrics
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -46,10 +49,12 @@ class MissForwarder:
         if self._session:
             await self._session.close()
 
-    async def _send(self, request: web.Request) -> aiohttp.ClientResponse:
+    async def _send(self, request: web.Request, handoff: bool) -> aiohttp.ClientResponse:
         assert self._session is not None, "MissForwarder.start() was not awaited"
         headers = {h: request.headers[h] for h in FORWARDED if h in request.headers}
         headers[CLIENT_ADDRESS] = request.remote or ""
+        if handoff:
+            headers[handoff_protocol.ASK] = "1"
         for attempt in range(CONNECT_TRIES):
             try:
                 return await self._session.request(request.method, self._url(request),
@@ -65,12 +70,28 @@ class MissForwarder:
         # The path exactly as the client sent it: re-encoding could change what is asked.
         return URL(f"http://fetcher{request.raw_path}", encoded=True)
 
-    async def forward(self, request: web.Request) -> web.StreamResponse:
+    async def forward(self, request: web.Request, began: float) -> web.StreamResponse:
+        """The fetcher's answer to ``request``: its file read here for a whole-blob GET
+        (``handoff``), its bytes relayed otherwise."""
+        handoff = request.method == "GET" and "Range" not in request.headers
         try:
-            answer = await self._send(request)
+            answer = await self._send(request, handoff)
+            if handoff_protocol.UPLOAD in answer.headers:
+                try:
+                    served = await handoff_protocol.serve(request, answer, began,
+                                                          self.metrics)
+                finally:
+                    answer.close()
+                if served is not None:
+                    return served
+                answer = await self._send(request, handoff=False)  # its file is gone
         except aiohttp.ClientError as exc:
             return oci_error(503, "UNAVAILABLE", "the cache's fetcher process is not answering",
                              str(exc))
+        return await self._relay(request, answer)
+
+    async def _relay(self, request: web.Request,
+                     answer: aiohttp.ClientResponse) -> web.StreamResponse:
         response = web.StreamResponse(status=answer.status, headers={
             h: answer.headers[h] for h in RELAYED if h in answer.headers})
         if answer.content_length is not None:

@@ -40,7 +40,7 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
 
 
 def test_servers_hand_misses_to_one_fetcher(registry, make_cache, push, client):
-    digest, _ = push(registry)
+    digest, data = push(registry)
     cache = make_cache([registry.url], processes="3")
     assert len(children(cache)) == 3
     c = client(cache)
@@ -48,14 +48,24 @@ def test_servers_hand_misses_to_one_fetcher(registry, make_cache, push, client):
         ["MISS", "HIT", "HIT", "HIT"]
     assert upstream_gets(registry, "team/app", digest) == 1
     hits = wait_for_event(cache, "blob.hit", digest=digest, count=3)
-    miss = events(cache.log_lines(), "blob.miss", digest=digest)
-    assert miss[0].get("process") == "fetcher"
-    # The fetcher logs the client the server process saw, not its own Unix socket.
-    assert miss[0].get("client") == "127.0.0.1"
+    lines = cache.log_lines()
+    fetched, miss = events(lines, "blob.fetched", digest=digest), events(lines, "blob.miss",
+                                                                           digest=digest)
+    assert fetched[0].get("process") == "fetcher"
+    # A whole-blob miss: the server process streamed the fetcher's file itself.
+    assert miss[0].get("process", "").startswith("server-")
+    assert miss[0].get("upstream") == registry.url and miss[0].get("bytes") == len(data)
     assert all(h.get("process", "").startswith("server-") for h in hits)
+    # A Range miss is relayed as bytes; the fetcher logs the client the server process saw,
+    # not its own Unix socket.
+    other, other_data = push(registry)
+    part = c.get_blob("team/app", other, headers={"Range": "bytes=10-19"})
+    assert (part.status_code, part.content) == (206, other_data[10:20])
+    relayed = wait_for_event(cache, "blob.miss", digest=other)
+    assert relayed[0].get("process") == "fetcher" and relayed[0].get("client") == "127.0.0.1"
     metrics = c.request("GET", "/metrics").text  # summed over every process
     assert "dtrcache_blob_hits_total 3.0" in metrics
-    assert "dtrcache_blob_misses_total 1.0" in metrics
+    assert "dtrcache_blob_misses_total 2.0" in metrics
 
 
 def test_a_dead_server_process_stops_the_whole_cache(registry, make_cache):
