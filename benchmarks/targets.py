@@ -62,13 +62,18 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
                      f"pull-through {pull.get(base['rtt_ms'], 0):.1f} -> "
                      f"{pull.get(far['rtt_ms'], 0):.1f} ms",
                      _ok(grew < FLAT_MS + 0.1 * base["p50_ms"])])
-    peaks = [r["peak_rss_mib"] or r["peak_sampled_mib"] for r in results["memory"]]
-    if peaks:
-        size = results["memory"][0]["size"] // 2**20
-        pss = max(r.get("peak_pss_mib", 0) for r in results["memory"])
-        processes = max(r.get("processes", 1) for r in results["memory"])
-        rows.append([f"peak RSS < {RSS_LIMIT_MIB:.0f} MiB ({results['memory'][0]['clients']} "
-                     f"clients, {size} MiB blob)", f"{max(peaks):.0f} MiB summed over "
-                     f"{processes} processes (shared pages counted in each); PSS {pss:.0f} MiB",
-                     _ok(max(peaks) < RSS_LIMIT_MIB)])
+    memory = results["memory"]
+    if memory:
+        size = memory[0]["size"] // 2**20
+        rss = max(r["peak_rss_mib"] or r["peak_sampled_mib"] for r in memory)
+        pss = max(r.get("peak_pss_mib") or 0.0 for r in memory)
+        processes = max(r.get("processes", 1) for r in memory)
+        # With one process RSS is the measure. With several, summed RSS counts every shared
+        # page (code, libraries: forked) once per process; PSS, which splits shared pages
+        # among their sharers, is what the cache costs the machine, and is what is judged.
+        judged = rss if processes == 1 or not pss else pss
+        rows.append([f"peak memory < {RSS_LIMIT_MIB:.0f} MiB ({memory[0]['clients']} clients, "
+                     f"{size} MiB blob)", f"PSS {pss:.0f} MiB over {processes} processes "
+                     f"(their RSS summed: {rss:.0f} MiB)" if processes > 1 else
+                     f"RSS {rss:.0f} MiB", _ok(judged < RSS_LIMIT_MIB)])
     return rows

@@ -16,7 +16,7 @@ from .auth import Authorizer, denied
 from .blobtoken import TOKEN_PARAM, TokenError
 from .errors import API_VERSION, API_VERSION_HEADER, oci_error
 from .events import emit
-from .fill import FillFailed, FillRegistry, UpstreamRefused
+from .fill import FillFailed, FillRegistry, UpstreamRefused, stream_growing
 from .forward import MissForwarder, client_address
 from .metrics import Metrics
 from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
@@ -181,7 +181,13 @@ class BlobHandler:
                 await response.prepare(request)
                 sent = 0
                 if request.method == "GET" and size:
-                    sent = await _send_range(fd, start, end, response.write)
+                    sent = await stream_growing(_Complete(size), fd, start, end, response.write)
+            except FillFailed as exc:  # truncated on disk behind our back: never "complete" it
+                emit("blob.broken", digest=str(stored.digest), repo=name,
+                     client=client_address(request), error=str(exc))
+                if request.transport is not None:
+                    request.transport.abort()
+                raise web.HTTPInternalServerError() from None
             except ConnectionError:
                 emit("blob.client_gone", digest=str(stored.digest), repo=name,
                      client=client_address(request))
@@ -242,7 +248,7 @@ class BlobHandler:
             write = response.write
             if "corrupt-bytes" in self.faults:
                 write = _corrupting(response.write, end - start + 1)
-            sent = await fill.stream(fd, start, end, write) if size else 0
+            sent = await stream_growing(fill, fd, start, end, write) if size else 0
         except FillFailed as exc:
             emit("blob.broken", digest=str(fill.digest), repo=name,
                  client=client_address(request),
@@ -264,20 +270,14 @@ class BlobHandler:
         return response
 
 
-HIT_CHUNK = int(os.environ.get("DTRCACHE_HIT_CHUNK", 256 * 1024))
+class _Complete:
+    """A stored blob, as ``stream_growing`` sees it: all written and verified."""
 
+    def __init__(self, size: int):
+        self.written, self.done, self.error = size, True, None
 
-async def _send_range(fd: int, start: int, end: int, write) -> int:
-    """Send bytes ``start..end`` (inclusive) of a stored blob; return bytes sent."""
-    pos = start
-    while pos <= end:
-        chunk = os.pread(fd, min(HIT_CHUNK, end - pos + 1), pos)
-        if not chunk:
-            raise ConnectionResetError("stored blob shrank while being served")
-        await write(chunk)
-        await asyncio.sleep(0)  # see fill.stream: a lost client is noticed only if we yield
-        pos += len(chunk)
-    return pos - start
+    async def wait_change(self) -> None:
+        raise AssertionError("a stored blob does not grow")
 
 
 def _corrupting(write, length: int):

@@ -141,14 +141,6 @@ class Fill:
         if self.size is None:
             self.size = self.written
 
-    async def stream(self, fd: int, start: int, end: int,
-                     write: Callable[[bytes], Awaitable[None]]) -> int:
-        """Send bytes ``start..end`` (inclusive) of the blob as they arrive; return bytes sent.
-
-        The response's last byte waits for verification; a failed fill raises FillFailed.
-        """
-        return await stream_growing(self, fd, start, end, write)
-
 
 class Growing(Protocol):
     """A file being downloaded: how far it is written, and whether it verified or failed."""
