@@ -20,7 +20,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from .errors import API_VERSION, API_VERSION_HEADER
+from .errors import API_VERSION, API_VERSION_HEADER, oci_error
 from .events import emit
 from .fill import Fill, FillFailed, stream_growing
 from .metrics import Metrics
@@ -97,8 +97,9 @@ class RemoteFill:
 
 async def serve(request: web.Request, answer: aiohttp.ClientResponse, began: float,
                 metrics: Metrics) -> web.StreamResponse | None:
-    """The server process's side: stream the fetcher's file to the client; None if the file
-    is already gone (a failed fill, or a finished one not kept): ask again for the bytes."""
+    """The server process's side: stream the fetcher's file to the client. If the file is
+    already gone, a failed fill answers 502 and a finished one not kept answers None: ask
+    again, for the bytes."""
     size = int(answer.headers[SIZE])
     digest = answer.headers["Docker-Content-Digest"]
     repo = request.match_info.get("name")
@@ -109,8 +110,12 @@ async def serve(request: web.Request, answer: aiohttp.ClientResponse, began: flo
         try:  # finished between the fetcher's answer and now: the published copy is verified
             fd = os.open(answer.headers[PUBLISHED], os.O_RDONLY)
             remote.done, remote.written = True, size
-        except FileNotFoundError:
-            return None
+        except FileNotFoundError:  # gone: learn why before asking again
+            while not remote.done and remote.error is None:
+                await remote.wait_change()
+            if remote.error is not None:  # nothing sent yet: a registry error, not a retry
+                return oci_error(502, "UNAVAILABLE", "upstream fetch failed", str(remote.error))
+            return None  # done but not kept (a test fault): the fetcher relays the bytes
     try:
         response = web.StreamResponse(headers={
             "Content-Type": "application/octet-stream", "Docker-Content-Digest": digest,

@@ -68,6 +68,27 @@ def test_corrupt_upstream_body_is_never_published(registry, make_cache, push, pk
     assert blob_files(cache) == []
 
 
+def test_a_small_corrupt_blob_is_fetched_once_and_never_served(registry, make_cache, push, pki,
+                                                               processes):
+    # So small that the fill fails before a server process can open the fetcher's file: it
+    # must answer with the failure, not ask the fetcher again (a second upstream fetch).
+    digest, data = push(registry, size=1024)
+    hexpart = digest.split(":")[1]
+    stored = next((registry.workdir / "registry-data").rglob(f"blobs/sha256/*/{hexpart}/data"))
+    stored.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    cache = make_cache([registry.url], processes=processes)
+    with httpx.Client(verify=pki.context) as http:
+        try:
+            answer = http.get(f"{cache.url}/v2/team/app/blobs/{digest}")
+            outcome = (answer.status_code, answer.json()["errors"][0]["code"])
+        except httpx.TransportError:
+            outcome = "broken transfer"
+    assert outcome in ((502, "UNAVAILABLE"), "broken transfer")
+    wait_for_event(cache, "blob.fill_failed", digest=digest)
+    assert upstream_gets(registry, "team/app", digest) == 1
+    assert blob_files(cache) == []
+
+
 def test_short_upstream_body_is_never_published(registry, make_cache, push, pki, processes):
     digest, _ = push(registry, size=1024 * 1024)
     with TcpProxy("127.0.0.1", registry.port, cut_after=300 * 1024) as link:
