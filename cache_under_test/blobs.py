@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import time
 from urllib.parse import quote
 
@@ -20,10 +19,10 @@ from .fill import FillFailed, FillRegistry, UpstreamRefused, stream_growing
 from .forward import MissForwarder, client_address
 from .metrics import Metrics
 from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
+from .ranges import blob_response
 from .storage import BlobStore, StoredBlob
 from .upstream import AllUpstreamsFailed, UpstreamPool, relay_headers
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _REFUSAL_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "BLOB_UNKNOWN"}
 
 
@@ -161,22 +160,10 @@ class BlobHandler:
             return oci_error(503, "UNAVAILABLE", "blob expired while being served; retry")
         try:
             size = os.fstat(fd).st_size
-            span = _parse_range(request.headers.get("Range"), size)
-            if span == "unsatisfiable":
-                return oci_error(416, "RANGE_INVALID", "requested range not satisfiable",
-                                 headers={"Content-Range": f"bytes */{size}"})
-            start, end = span or (0, size - 1)
-            response = web.StreamResponse(status=206 if span else 200, headers={
-                "Content-Type": "application/octet-stream",
-                "Docker-Content-Digest": str(stored.digest),
-                API_VERSION_HEADER: API_VERSION,
-                "Accept-Ranges": "bytes",
-                "ETag": f'"{stored.digest}"',
-                "X-Cache": "HIT",
-            })
-            if span:
-                response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            response.content_length = end - start + 1
+            answer = blob_response(request, str(stored.digest), size, "HIT")
+            if isinstance(answer, web.Response):
+                return answer  # 416
+            response, start, end = answer
             try:
                 await response.prepare(request)
                 sent = 0
@@ -223,21 +210,10 @@ class BlobHandler:
             if fill.error is not None:
                 return oci_error(502, "UNAVAILABLE", "upstream fetch failed", str(fill.error))
         size = fill.size
-        span = _parse_range(request.headers.get("Range"), size)
-        if span == "unsatisfiable":
-            return oci_error(416, "RANGE_INVALID", "requested range not satisfiable",
-                             headers={"Content-Range": f"bytes */{size}"})
-        start, end = span or (0, size - 1)
-        response = web.StreamResponse(status=206 if span else 200, headers={
-            "Content-Type": "application/octet-stream",
-            "Docker-Content-Digest": str(fill.digest),
-            API_VERSION_HEADER: API_VERSION,
-            "Accept-Ranges": "bytes",
-            "X-Cache": "MISS",
-        })
-        if span:
-            response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        response.content_length = end - start + 1
+        answer = blob_response(request, str(fill.digest), size, "MISS")
+        if isinstance(answer, web.Response):
+            return answer  # 416
+        response, start, end = answer
         counter = self.metrics.joins if joined else self.metrics.misses
         counter.inc()
         if handoff.wanted(request) and "corrupt-bytes" not in self.faults:
@@ -302,24 +278,3 @@ def _error_headers(headers: dict[str, str]) -> dict[str, str]:
     kept = {k: v for k, v in headers.items() if k != "Content-Length"}
     kept.setdefault(API_VERSION_HEADER, API_VERSION)
     return kept
-
-
-def _parse_range(header: str | None, size: int):
-    """(start, end) inclusive for a single ``bytes=`` range, None to send it all."""
-    if not header:
-        return None
-    match = _RANGE.match(header.strip())
-    if not match or (not match.group(1) and not match.group(2)):
-        return None  # not a form we serve partially: RFC 9110 lets us send the whole body
-    first, last = match.groups()
-    if not first:  # suffix: the last N bytes
-        length = int(last)
-        if length == 0 or size == 0:
-            return "unsatisfiable"
-        return max(0, size - length), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if start >= size or (last and int(last) < start):
-        return "unsatisfiable"
-    return start, end
-

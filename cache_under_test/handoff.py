@@ -20,10 +20,11 @@ import time
 import aiohttp
 from aiohttp import web
 
-from .errors import API_VERSION, API_VERSION_HEADER, oci_error
+from .errors import oci_error
 from .events import emit
 from .fill import Fill, FillFailed, stream_growing
 from .metrics import Metrics
+from .ranges import blob_response
 
 ASK = "X-Dtrcache-Handoff"  # a server process can read the storage: send progress, not bytes
 UPLOAD = "X-Dtrcache-Upload"
@@ -117,10 +118,7 @@ async def serve(request: web.Request, answer: aiohttp.ClientResponse, began: flo
                 return oci_error(502, "UNAVAILABLE", "upstream fetch failed", str(remote.error))
             return None  # done but not kept (a test fault): the fetcher relays the bytes
     try:
-        response = web.StreamResponse(headers={
-            "Content-Type": "application/octet-stream", "Docker-Content-Digest": digest,
-            API_VERSION_HEADER: API_VERSION, "Accept-Ranges": "bytes", "X-Cache": "MISS"})
-        response.content_length = size
+        response, _, _ = blob_response(request, digest, size, "MISS")  # no Range: the whole
         await response.prepare(request)
         try:
             sent = await stream_growing(remote, fd, 0, size - 1, response.write) if size else 0

@@ -1,0 +1,54 @@
+"""A blob answer's status and headers for the request's Range (one range, or the whole)."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from .errors import API_VERSION, API_VERSION_HEADER, oci_error
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def blob_response(request: web.Request, digest: str, size: int,
+                  x_cache: str) -> tuple[web.StreamResponse, int, int] | web.Response:
+    """(response to prepare, first byte, last byte), or a 416 when the range is past the end."""
+    span = parse_range(request.headers.get("Range"), size)
+    if span == "unsatisfiable":
+        return oci_error(416, "RANGE_INVALID", "requested range not satisfiable",
+                         headers={"Content-Range": f"bytes */{size}"})
+    start, end = span or (0, size - 1)
+    response = web.StreamResponse(status=206 if span else 200, headers={
+        "Content-Type": "application/octet-stream",
+        "Docker-Content-Digest": digest,
+        API_VERSION_HEADER: API_VERSION,
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+        "X-Cache": x_cache,
+    })
+    if span:
+        response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response.content_length = end - start + 1
+    return response, start, end
+
+
+def parse_range(header: str | None, size: int):
+    """(start, end) inclusive for a single ``bytes=`` range, None to send it all."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None  # not a form we serve partially: RFC 9110 lets us send the whole body
+    first, last = match.groups()
+    if not first:  # suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        return "unsatisfiable"
+    return start, end
+
