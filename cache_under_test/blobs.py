@@ -13,7 +13,7 @@ from aiohttp import web
 from . import handoff
 from .auth import Authorizer, denied
 from .blobtoken import TOKEN_PARAM, TokenError
-from .errors import API_VERSION, API_VERSION_HEADER, oci_error
+from .errors import API_VERSION, API_VERSION_HEADER, break_off, oci_error
 from .events import emit
 from .fill import FillFailed, FillRegistry, UpstreamRefused, stream_growing
 from .forward import MissForwarder, client_address
@@ -169,12 +169,9 @@ class BlobHandler:
                 sent = 0
                 if request.method == "GET" and size:
                     sent = await stream_growing(_Complete(size), fd, start, end, response.write)
-            except FillFailed as exc:  # truncated on disk behind our back: never "complete" it
-                emit("blob.broken", digest=str(stored.digest), repo=name,
-                     client=client_address(request), error=str(exc))
-                if request.transport is not None:
-                    request.transport.abort()
-                raise web.HTTPInternalServerError() from None
+            except FillFailed as exc:  # truncated on disk behind our back
+                break_off(request, exc, digest=str(stored.digest), repo=name,
+                          client=client_address(request))
             except ConnectionError:
                 emit("blob.client_gone", digest=str(stored.digest), repo=name,
                      client=client_address(request))
@@ -226,13 +223,8 @@ class BlobHandler:
                 write = _corrupting(response.write, end - start + 1)
             sent = await stream_growing(fill, fd, start, end, write) if size else 0
         except FillFailed as exc:
-            emit("blob.broken", digest=str(fill.digest), repo=name,
-                 client=client_address(request),
-                 error=str(exc)[:300])
-            # Close without completing the body: the client sees a broken transfer.
-            if request.transport is not None:
-                request.transport.abort()
-            raise web.HTTPInternalServerError() from None
+            break_off(request, exc, digest=str(fill.digest), repo=name,
+                      client=client_address(request))
         except ConnectionError:
             emit("blob.client_gone", digest=str(fill.digest), repo=name,
                  client=client_address(request))

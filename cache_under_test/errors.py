@@ -1,10 +1,13 @@
-"""Registry-style (OCI distribution) error responses."""
+"""Registry-style (OCI distribution) error responses, and breaking off a body that failed."""
 
 from __future__ import annotations
 
 import json
+from typing import NoReturn
 
 from aiohttp import web
+
+from .events import emit
 
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 API_VERSION = "registry/2.0"
@@ -23,3 +26,13 @@ def oci_error(
         content_type="application/json",
         headers=all_headers,
     )
+
+
+def break_off(request: web.Request, reason: Exception, **fields: object) -> NoReturn:
+    """End a blob body that cannot be completed (its bytes did not verify, or vanished):
+    log ``blob.broken`` and close the connection mid-body, so the client sees a broken
+    transfer and never a complete, wrong blob."""
+    emit("blob.broken", error=str(reason)[:300], **fields)
+    if request.transport is not None:
+        request.transport.abort()
+    raise web.HTTPInternalServerError()

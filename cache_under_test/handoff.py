@@ -20,7 +20,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from .errors import oci_error
+from .errors import break_off, oci_error
 from .events import emit
 from .fill import Fill, FillFailed, stream_growing
 from .metrics import Metrics
@@ -123,11 +123,7 @@ async def serve(request: web.Request, answer: aiohttp.ClientResponse, began: flo
         try:
             sent = await stream_growing(remote, fd, 0, size - 1, response.write) if size else 0
         except FillFailed as exc:
-            emit("blob.broken", digest=digest, repo=repo, client=request.remote,
-                 error=str(exc)[:300])
-            if request.transport is not None:  # never complete a body that did not verify
-                request.transport.abort()
-            raise web.HTTPInternalServerError() from None
+            break_off(request, exc, digest=digest, repo=repo, client=request.remote)
         except ConnectionError:
             emit("blob.client_gone", digest=digest, repo=repo, client=request.remote)
             return response
