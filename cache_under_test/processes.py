@@ -110,6 +110,9 @@ def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
             except BaseException:  # the child must never return into the parent's code
                 traceback.print_exc()
             finally:
+                # The fetcher removes the private directory when it stops; if it was killed,
+                # the server processes outlive it, and the last one out removes it instead.
+                shutil.rmtree(private, ignore_errors=True)
                 os._exit(status)
         children[pid] = label
     os.close(lifeline)

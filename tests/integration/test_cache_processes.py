@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,11 +80,18 @@ def test_a_dead_server_process_stops_the_whole_cache(registry, make_cache):
     assert gone(second)
 
 
+def private_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("dtrcache-*"))
+
+
 def test_server_processes_stop_when_the_fetcher_dies(registry, make_cache):
+    before = private_dirs()
     cache = make_cache([registry.url], processes="2")
     pids = children(cache)
+    private = private_dirs() - before  # this cache's sockets and metrics
     cache.kill()  # SIGKILL: no goodbye to the server processes
     assert all(gone(pid) for pid in pids)
+    assert private and not any(p.exists() for p in private)  # they removed its directory
     with socket.socket() as again:  # the port is free again: nothing holds it
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", cache.port))
