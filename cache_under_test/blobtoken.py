@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-TOKEN_PARAM = "dtr_cache_token"
-JWKS_PATH = "/.well-known/dtr-content-cache/jwks.json"
-AUDIENCE = "dtr-content-cache"
-ALGORITHM = "ES256"
+from dtr_cache_formats.blob_token import ALGORITHM, AUDIENCE
+from dtr_cache_formats.blob_token import JWKS_PATH as JWKS_PATH  # re-exported
+from dtr_cache_formats.blob_token import TOKEN_PARAM as TOKEN_PARAM  # re-exported
+
 DEFAULT_TTL = 300.0
 LEEWAY = 10.0
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")

@@ -18,6 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from dtr_cache_formats.registry_config import ENV_PREFIX as ENV_PREFIX  # re-exported
+from dtr_cache_formats.registry_config import apply_env_overrides
+
 from . import faults
 from .durations import DurationError, human, parse_duration
 
@@ -29,7 +32,6 @@ KNOWN_SECTIONS = {"version", "log", "loglevel", "storage", "http", "middleware",
                   "compatibility", "catalog"}
 STORAGE_PARAMS = {"delete", "cache", "maintenance", "redirect", "tag"}
 DEFAULT_ROOT = "/var/lib/registry"
-ENV_PREFIX = "REGISTRY_"
 
 
 class ConfigError(Exception):
@@ -95,47 +97,6 @@ def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = Non
         config.warnings.append(f"TEST-ONLY FAULT MODE {name!r} IS ON: "
                                f"{faults.CACHE_FAULTS[name]}. Never run this in production.")
     return config
-
-
-def apply_env_overrides(raw: dict, environ: Mapping[str, str]) -> list[str]:
-    """Apply ``REGISTRY_<SECTION>_<KEY>=value`` overrides in place; return the keys overridden.
-
-    Each ``_``-separated part selects a key, matched case-insensitively against what the file
-    already has (longest match first, so ``rootdirectory`` and ``some_key`` both work); parts
-    that match nothing create new keys. Values are read as YAML scalars (``true``, ``5``).
-    """
-    applied = []
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
-            continue
-        try:
-            value = yaml.safe_load(environ[name])
-        except yaml.YAMLError:
-            value = environ[name]
-        parts = name[len(ENV_PREFIX):].lower().split("_")
-        node, path = raw, []
-        while parts:
-            key, used = _match_key(node, parts)
-            path.append(str(key))
-            parts = parts[used:]
-            if not parts:
-                node[key] = value
-                applied.append(".".join(path))
-            else:
-                if not isinstance(node.get(key), dict):
-                    node[key] = {}
-                node = node[key]
-    return applied
-
-
-def _match_key(node: dict, parts: list[str]) -> tuple[object, int]:
-    """The existing key of ``node`` named by the longest prefix of ``parts``, and its length."""
-    lowered = {str(k).lower(): k for k in node}
-    for n in range(len(parts), 0, -1):
-        candidate = "_".join(parts[:n])
-        if candidate in lowered:
-            return lowered[candidate], n
-    return parts[0], 1
 
 
 def validate(raw: dict, *, source: str = "config.yml") -> CacheConfig:

@@ -7,10 +7,9 @@ from typing import NoReturn
 
 from aiohttp import web
 
-from .events import emit
+from dtr_cache_formats.registry_api import API_VERSION, API_VERSION_HEADER
 
-API_VERSION_HEADER = "Docker-Distribution-API-Version"
-API_VERSION = "registry/2.0"
+from .events import emit
 
 
 def oci_error(

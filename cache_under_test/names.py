@@ -10,15 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# distribution/reference grammar: path components joined by "/", lower case alphanumerics
-# separated by ".", "_", "__" or runs of "-".
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-NAME_MAX = 255
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-
-# Hash algorithms this cache can verify, with the length of their hex encoding.
-ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
+from dtr_cache_formats.registry_api import ALGORITHMS, NAME_MAX, NAME_RE, TAG_RE
 
 
 class InvalidName(ValueError):

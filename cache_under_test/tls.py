@@ -1,30 +1,13 @@
-"""TLS contexts for both sides of the cache, and names for certificate failures.
-
-``classify`` turns an ``ssl`` verification failure into the words an operator searches for
-(unknown authority, hostname mismatch, expired...). The harness uses the same names.
-"""
+"""TLS contexts for both sides of the cache. Failure names (``classify``) are the neutral
+``dtr_cache_formats.tls_classes``, shared with the harness."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
-# OpenSSL X509_V_ERR_* codes -> the class an operator recognises.
-VERIFY_CLASSES = {
-    2: "unknown authority",   # unable to get issuer certificate
-    9: "not yet valid",
-    10: "expired",
-    18: "self-signed",        # self-signed leaf
-    19: "unknown authority",  # self-signed certificate in chain (a root we do not trust)
-    20: "unknown authority",  # unable to get local issuer (unknown CA or missing intermediate)
-    21: "unknown authority",  # unable to verify the first certificate
-    62: "hostname mismatch",
-    64: "hostname mismatch",  # IP address mismatch
-    66: "weak key",           # EE certificate key too weak
-    67: "weak key",           # CA certificate key too weak
-}
+from dtr_cache_formats.tls_classes import classify as classify  # re-exported
 
 
 def server_context(certificate: Path, key: Path) -> ssl.SSLContext:
@@ -43,29 +26,3 @@ def client_context(cas: Iterable[Path] = ()) -> ssl.SSLContext:
     for ca in cas:
         ctx.load_verify_locations(cafile=str(ca))
     return ctx
-
-
-def classify(exc: BaseException) -> str:
-    """A short failure class for a TLS or connection error."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        # aiohttp's wrappers subclass ssl's errors without their fields: unwrap them first.
-        inner = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
-        if isinstance(inner, BaseException) and inner is not exc:
-            exc = inner
-            continue
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            code = getattr(exc, "verify_code", None)
-            fallback = f"certificate rejected ({getattr(exc, 'verify_message', exc)})"
-            return VERIFY_CLASSES.get(code, fallback)
-        if isinstance(exc, ssl.SSLError):
-            return f"tls handshake ({exc.reason or exc.strerror or exc})".lower()
-        if isinstance(exc, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(exc, socket.gaierror):
-            return "name resolution"
-        if isinstance(exc, TimeoutError):
-            return "timeout"
-        exc = exc.__cause__ or exc.__context__
-    return "connection failed"

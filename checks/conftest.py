@@ -1,5 +1,7 @@
-"""What several checks stand on: the cache as DTR lists it, and fresh images pushed to DTR
-(deleted again at the end of the run)."""
+"""What several checks stand on: the cache as DTR lists it, fresh images pushed to DTR (deleted
+again at the end of the run), and the pull cycle (fixtures.pullcycle), whose steps run once,
+on demand, by the first check that needs them: a check run alone performs exactly the steps it
+needs."""
 
 from __future__ import annotations
 
@@ -10,12 +12,11 @@ import httpx
 import pytest
 
 from fixtures.harness.diagnosis import requires
+from fixtures.harness.steps import Steps
 from fixtures.harness.target import Target, normalize_url
 from fixtures.oci import Image, synthesize
+from fixtures.pullcycle import TRUSTS_DTR, PullCycle
 from fixtures.registry import RegistryError
-
-TRUSTS_DTR = "test_client_trusts_the_server[client->DTR]"
-TRUSTS_CACHE = "test_client_trusts_the_server[client->cache]"
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +54,9 @@ def push_image(target: Target) -> Iterator[Callable[..., Image]]:
 
     def push(*, layers: int = 2, layer_size: int = 256 * 1024, tag: str = "check",
              user: str | None = None, repo: str | None = None) -> Image:
+        if target.no_writes:
+            pytest.skip("--no-writes: this check needs a fresh image pushed to DTR (drop "
+                        "--no-writes to run it)")
         image = synthesize(layers=layers, layer_size=layer_size)
         repo = repo or target.test_repo
         with target.client(user) as client:
@@ -69,17 +73,7 @@ def push_image(target: Target) -> Iterator[Callable[..., Image]]:
                     admin.delete_manifest(repo, digest)
 
 
-class PullCycle:
-    """What the pull-cycle checks did, for the checks that read their traces (logs, TTL)."""
-
-    def __init__(self) -> None:
-        self.image: Image | None = None
-        self.redirects: dict = {}       # digest -> DTR's 307 response
-        self.first: dict = {}           # digest -> the cache's first answer
-        self.second: dict = {}          # digest -> the cache's second answer
-        self.log_start = 0              # cache log lines before the cycle
-
-
 @pytest.fixture(scope="session")
-def cycle() -> PullCycle:
-    return PullCycle()
+def cycle(target: Target, steps: Steps, push_image) -> PullCycle:
+    """The pull cycle; its steps run when a check first asks for them."""
+    return PullCycle(target, steps, push_image)

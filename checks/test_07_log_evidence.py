@@ -1,101 +1,96 @@
-"""Log evidence: the cache's own logs show it fetched the blob and then served it from its copy."""
+"""Log evidence: the cache's own logs, read for the window of this run (by time, with the
+run's fresh digests as the nonce), show it fetched the blob and then served it from its copy."""
 
 from __future__ import annotations
 
-import re
-import time
-
 import pytest
 
-from fixtures.harness.diagnosis import LOGS, fail, requires
+from fixtures import logevidence
+from fixtures.harness.diagnosis import CACHE_DTR, LOGS, fail, requires
 from fixtures.logs import LogLine, LogSourceError
+from fixtures.pullcycle import cache_lines
 
-TLS_WORDS = re.compile(r"x509:|certificate|tls:|handshake", re.I)
-TLS_KINDS = ("unknown authority", "hostname mismatch", "expired", "not yet valid", "self-signed")
+NO_LOGS = ("no --cache-logs: say where the cache logs (docker:CONTAINER, service:NAME, "
+           "file:PATH, cmd:COMMAND) to read its evidence")
 
 
-def _lines(target, cycle) -> list[LogLine]:
+def _lines(target, since) -> list[LogLine]:
     if target.cache_logs is None:
-        pytest.skip("no --cache-logs: say where the cache logs (docker:CONTAINER, "
-                    "service:NAME, file:PATH, cmd:COMMAND) to read its evidence")
+        pytest.skip(NO_LOGS)
     try:
-        return target.cache_logs.lines()[cycle.log_start:]
+        lines = target.cache_logs.lines(since)
     except LogSourceError as exc:
         fail(LOGS, str(exc), "point --cache-logs at where the cache logs (e.g. "
              "service:dtr-cache_cache for the seed's stack)")
-
-
-def _evidence_for(lines: list[LogLine], digest: str) -> tuple[str, list[LogLine], list[LogLine]]:
-    """("events" | "access" | "", misses, hits) for ``digest`` in the lines.
-
-    "events": this cache's own blob.* events (strong); "access": a registry's access lines for
-    the blob (distribution's "response completed": requests seen, hit or miss unknown).
-    """
-    mine = [line for line in lines if line.get("digest") == digest
-            and str(line.get("event", "")).startswith("blob.")]
-    if mine:
-        misses = [line for line in mine if line.get("event") in ("blob.miss", "blob.join")]
-        hits = [line for line in mine if line.get("event") == "blob.hit"]
-        return "events", misses, hits
-    seen = [line for line in lines if line.get("msg") == "response completed"
-            and digest in str(line.get("http.request.uri", ""))]
-    return ("access" if seen else ""), seen[:1], seen[1:]
+    if not lines:
+        pytest.skip(f"not checked: {target.cache_logs} gave no line written since "
+                    f"{since:%H:%M:%S} UTC (rotated, restarted, or not this cache's logs): "
+                    "point --cache-logs at the cache's current logs")
+    return lines
 
 
 def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
     """The cache's logs record the miss and then the hit for the very digests pulled."""
-    requires("test_5_first_request_misses_and_second_hits")
+    cycle.second_pull()
+    if target.cache_logs is None:
+        pytest.skip(NO_LOGS)
     digests = list(cycle.first)
-    deadline = time.monotonic() + 10  # a line is written as the response ends
-    while True:
-        lines = _lines(target, cycle)
-        found = {d: _evidence_for(lines, d) for d in digests}
-        if all(kind == "events" and misses and hits for kind, misses, hits in found.values()):
-            break
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+
+    def complete(lines):
+        return all(logevidence.for_blob(lines, d).kind == "events"
+                   and logevidence.for_blob(lines, d).hits for d in digests)
+
+    cache_lines(target, cycle.started, wait_for=complete)
+    lines = _lines(target, cycle.started)
     marks = []
-    for digest, (kind, misses, hits) in found.items():
-        if not kind:
-            fail(LOGS, f"the logs read from {target.cache_logs} show no request for "
-                 f"{digest[:19]}, which the cache just served: they are not this cache's logs, "
-                 "or its log level hides requests", "point --cache-logs at this cache's logs "
-                 "(e.g. service:dtr-cache_cache) and keep log.level at info or debug")
-        if kind == "access" and (not misses or not hits):
-            fail(LOGS, f"the logs read from {target.cache_logs} show {len(misses + hits)} "
-                 f"request(s) for {digest[:19]}, which the cache served twice: they look like "
-                 "another registry's logs (DTR's?), not this cache's", "point --cache-logs at "
-                 "this cache's own logs (e.g. service:dtr-cache_cache)")
-        if not misses or not hits:
-            fail(LOGS, f"the logs show {'no miss' if not misses else 'no hit'} for "
+    for digest in digests:
+        seen = logevidence.for_blob(lines, digest)
+        if not seen.kind:
+            fail(LOGS, f"the {len(lines)} lines read from {target.cache_logs} since the pull "
+                 f"show no request for {digest[:19]}, which the cache just served twice: they "
+                 "are not this cache's logs, or its log level hides requests",
+                 "point --cache-logs at this cache's logs (e.g. service:dtr-cache_cache) and "
+                 "keep log.level at info or debug")
+        if seen.kind == "access":
+            if len(seen.served) < 2:
+                fail(LOGS, f"the logs read from {target.cache_logs} show {len(seen.served)} "
+                     f"request(s) answered 200 for {digest[:19]}, which the cache served "
+                     "twice: they look like another registry's logs (DTR's?), not this "
+                     "cache's", "point --cache-logs at this cache's own logs (e.g. "
+                     "service:dtr-cache_cache)")
+            marks += [line.number for line in seen.served[:2]]
+            evidence.note(f"{digest[7:19]}: served 200 at lines {seen.served[0].number} and "
+                          f"{seen.served[1].number} (access lines: these logs do not say hit "
+                          "or miss; the hit itself is judged by test_5)")
+            continue
+        if not seen.misses or not seen.hits:
+            fail(LOGS, f"the logs show {'no miss' if not seen.misses else 'no hit'} for "
                  f"{digest[:19]} though it was pulled twice", "the cache is not keeping its "
                  "copies: check storage and blobttl")
-        if hits[0].number < misses[0].number:
+        if seen.hits[0].number < seen.misses[0].number:
             fail(LOGS, f"the hit for {digest[:19]} is logged before its miss",
                  "the cache served a copy older than this run: its TTL is not enforced")
-        marks += [misses[0].number, hits[0].number]
-        strength = ("strong: the cache's own miss/hit events" if kind == "events" else
-                    "weak: the requests appear, but these logs do not say hit or miss")
-        evidence.note(f"{digest[7:19]}: miss line {misses[0].number}, hit line "
-                      f"{hits[0].number} ({strength})")
-    evidence.log_excerpt(f"cache logs ({target.cache_logs})", lines, marks)
+        marks += [seen.misses[0].number, seen.hits[0].number]
+        evidence.note(f"{digest[7:19]}: {seen.misses[0].get('event')} line "
+                      f"{seen.misses[0].number}, blob.hit line {seen.hits[0].number} "
+                      "(the cache's own events)")
+    evidence.log_excerpt(f"cache logs ({target.cache_logs}, since {cycle.started:%H:%M:%S})",
+                         lines, marks)
 
 
-def test_no_tls_errors_in_the_cache_logs(target, cycle, evidence):
+def test_no_tls_errors_in_the_cache_logs(target, evidence):
     """While the checks ran, the cache logged no TLS failure (towards DTR or from clients)."""
     requires("test_cache_trusts_dtr", "test_client_trusts_the_server[client->cache]")
-    lines = _lines(target, cycle)
-    bad = [line for line in lines
-           if (line.get("event") == "upstream.error" and line.get("kind") in TLS_KINDS)
-           or (line.get("level") in ("error", "warning") and TLS_WORDS.search(line.raw))]
+    lines = _lines(target, target.started)
+    bad = logevidence.tls_failures(lines)
     if bad:
         evidence.log_excerpt("TLS errors in the cache's logs", lines, [b.number for b in bad])
         first = bad[0]
         kind = first.get("kind") or "tls error"
-        fail("cache->DTR" if first.get("event") == "upstream.error" else LOGS,
+        fail(CACHE_DTR if first.get("event") == "upstream.error" else LOGS,
              f"the cache logged {len(bad)} TLS failure(s), first: {kind} "
              f"({str(first.get('detail') or first.raw)[:200]})",
              "make the cache trust DTR's CA: the seed's certs/dtr.cert.pem "
              "(curl -sk https://<dtr>/ca) listed under cas: in config.yml")
-    evidence.note(f"{len(lines)} log lines read, no TLS error")
+    evidence.note(f"{len(lines)} lines logged since {target.started:%H:%M:%S} UTC (lines "
+                  f"{lines[0].number}-{lines[-1].number}), none a TLS failure")

@@ -1,5 +1,7 @@
 """Security: a bad signature gets nothing, a user without a cache gets no redirect, no private
-key lies in the deployment directory, no secret reaches the report."""
+key lies in the deployment directory, no secret reaches the report. Each refusal stands on a
+positive control: the same request with DTR's own token was answered 200 with the right bytes
+in this run (the pull cycle's first pull), so a cache that refuses everything cannot pass."""
 
 from __future__ import annotations
 
@@ -10,29 +12,25 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from cache_under_test.blobtoken import TOKEN_PARAM, SigningKey
-from cache_under_test.events import redact
+from dtr_cache_formats.blob_token import JWKS_PATH, TOKEN_PARAM
+from fixtures.dtr.minting import mint, unverified_expiry
+from fixtures.harness import redaction
 from fixtures.harness.diagnosis import CLIENT_CACHE, FILES, REGISTRATION, SECURITY, fail, requires
 from fixtures.harness.report import EVIDENCE_KEY
 
 
-@pytest.fixture(scope="module")
-def signed(target, push_image):
-    """A blob, DTR's signed redirect for it (followed once, so the cache holds the blob and
-    a bad token must be refused on a hit too), and the signed Location split in parts."""
-    requires("test_3_blobs_redirect_to_the_registered_cache",
-             "test_client_trusts_the_server[client->cache]")
-    image = push_image(layers=1, layer_size=32 * 1024, tag="security")
-    digest = image.layers[0].digest
-    with target.client() as client:
-        redirect = client.get_blob(target.test_repo, digest)
-    if redirect.status_code != 307:
-        pytest.fail(f"consequence of test_3_blobs_redirect_to_the_registered_cache: DTR "
-                    f"answered {redirect.status_code}", pytrace=False)
-    location = redirect.headers["location"]
+@pytest.fixture(scope="session")
+def signed(cycle):
+    """A blob the cache served in this run with DTR's token (the positive control; the cache
+    holds it now, so a bad token must be refused on a hit too), and its signed Location."""
+    first = cycle.first_pull()
+    digest = next(iter(first))
+    location = cycle.redirects[digest].headers["location"]
     query = parse_qs(urlsplit(location).query)
-    _get(target, location)  # cached now
-    return image, digest, location, query
+    token_name = TOKEN_PARAM if TOKEN_PARAM in query else next(iter(query), None)
+    if token_name is not None:
+        redaction.CURRENT.add_token_param(token_name)
+    return digest, first[digest].content, location, token_name, query
 
 
 def _get(target, url: str) -> httpx.Response:
@@ -40,8 +38,8 @@ def _get(target, url: str) -> httpx.Response:
         return http.get(url)
 
 
-def _refused(target, image, answer: httpx.Response, what: str) -> None:
-    if answer.status_code < 400 or image.layers[0].data[:64] in answer.content:
+def _refused(answer: httpx.Response, body: bytes, what: str) -> None:
+    if answer.status_code < 400 or body[:64] in answer.content:
         fail(CLIENT_CACHE, f"the cache served the blob to a request with {what} "
              f"({answer.status_code})", "the cache must verify DTR's signature on every "
              "request: update it, and never run it with test fault modes enabled")
@@ -49,36 +47,46 @@ def _refused(target, image, answer: httpx.Response, what: str) -> None:
 
 def test_tampered_token_gets_nothing(target, signed, evidence, writes):
     """A redirect whose signature was altered gets 401/403 and not one byte of the blob."""
-    requires("test_3_blobs_redirect_to_the_registered_cache")
-    image, _digest, location, query = signed
-    if TOKEN_PARAM not in query:
-        token_name, token = next(iter(query.items()), (None, [""]))
-        if token_name is None:
-            pytest.skip("DTR's redirect carries no query token to tamper with")
-    else:
-        token_name, token = TOKEN_PARAM, query[TOKEN_PARAM]
-    value = token[0]
+    digest, body, location, token_name, query = signed
+    if token_name is None:
+        pytest.skip("DTR's redirect carries no query token to tamper with: its authorization "
+                    "is not in the URL, so this check cannot alter it")
+    value = query[token_name][0]
     tampered = location.replace(value, value[:-4] + ("AAAA" if value[-4:] != "AAAA" else "BBBB"))
     answer = _get(target, tampered)
-    _refused(target, image, answer, "a tampered signature")
-    evidence.note(f"tampered {token_name}: {answer.status_code}, no bytes")
+    _refused(answer, body, "a tampered signature")
+    evidence.note(f"control: DTR's token for {digest[7:19]} was served 200 with the right "
+                  f"bytes; tampered {token_name}: {answer.status_code}, no byte of the blob")
 
 
 def test_expired_token_gets_nothing(target, signed, evidence, writes):
     """A correctly signed but expired redirect gets 401 and not one byte of the blob."""
     requires("test_tampered_token_gets_nothing")
-    if target.signing_key is None or not Path(target.signing_key).exists():
-        pytest.skip("needs DTR's signing key to mint an expired token (reference deployment)")
-    image, digest, location, query = signed
-    kid = httpx.get(target.dtr_url + "/.well-known/dtr-content-cache/jwks.json",
-                    verify=target.trust("dtr")).json()["keys"][0]["kid"]
-    key = SigningKey.from_pem(Path(target.signing_key).read_bytes(), kid)
-    expired = key.sign(user=target.dtr_user, repository=target.test_repo, digest=digest,
-                       ttl=60, now=time.time() - 3600)
-    url = location.replace(query[TOKEN_PARAM][0], expired)
+    digest, body, location, token_name, query = signed
+    if token_name is None:
+        pytest.skip("DTR's redirect carries no query token: nothing to let expire")
+    token = query[token_name][0]
+    if target.signing_key is not None and Path(target.signing_key).exists():
+        kid = httpx.get(target.dtr_url + JWKS_PATH,
+                        verify=target.trust("dtr")).json()["keys"][0]["kid"]
+        expired = mint(Path(target.signing_key).read_bytes(), kid, user=target.dtr_user,
+                       repository=target.test_repo, digest=digest, issued=time.time() - 3600)
+        url = location.replace(token, expired)
+        how = "a token minted with DTR's key, expired an hour ago"
+    else:  # a real DTR: nobody has its key, so let DTR's own token run out
+        expiry = unverified_expiry(token)
+        if expiry is None:
+            pytest.skip("DTR's token is not a JWT (its expiry cannot be read) and no "
+                        "--dtr-signing-key was given: the expired-token check cannot run")
+        wait = expiry - time.time() + 12  # past the cache's leeway
+        if wait > target.ttl_wait:
+            pytest.skip(f"DTR's token expires in {wait:.0f} s: waiting for it needs "
+                        f"--ttl-wait {int(wait) + 1} (now {target.ttl_wait:g})")
+        time.sleep(max(wait, 0))
+        url, how = location, f"DTR's own token, {wait:.0f} s after it expired"
     answer = _get(target, url)
-    _refused(target, image, answer, "an expired signature")
-    evidence.note(f"expired token: {answer.status_code}, no bytes")
+    _refused(answer, body, "an expired signature")
+    evidence.note(f"{how}: {answer.status_code}, no byte of {digest[7:19]}")
 
 
 def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, writes):
@@ -99,20 +107,25 @@ def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, wri
     if answer.status_code != 200:
         fail(REGISTRATION, f"{target.other_user} could not pull their own blob "
              f"({answer.status_code})", "check that user's rights on their repository")
-    evidence.note(f"{target.other_user}: 200 from DTR, no redirect")
+    evidence.note(f"{target.other_user}: 200 from DTR for {image.layers[0].digest[7:19]}, "
+                  "no redirect")
 
 
 def test_no_private_key_in_the_deployment_directory(target, evidence):
     """As the seed's last step asks, no private key is left in the deployment directory."""
     if target.deploy_dir is None:
         pytest.skip("no --deploy-dir: nothing to inspect")
-    found = [p for p in Path(target.deploy_dir).rglob("*") if p.is_file()
-             and p.stat().st_size < 1_000_000 and b"PRIVATE KEY-----" in p.read_bytes()]
+    files = [p for p in Path(target.deploy_dir).rglob("*") if p.is_file()]
+    if not files:
+        pytest.skip(f"not checked: {target.deploy_dir} holds no file (is it the deployment "
+                    "directory?)")
+    found = [p for p in files if p.stat().st_size < 1_000_000
+             and b"PRIVATE KEY-----" in p.read_bytes()]
     if found:
         fail(FILES, f"{len(found)} private key file(s) left in {target.deploy_dir}: "
              f"{', '.join(str(p.relative_to(target.deploy_dir)) for p in found)}",
              "once deployed (swarm keeps its own copy as a secret), delete them: rm -rf certs")
-    evidence.note(f"no private key under {target.deploy_dir}")
+    evidence.note(f"{len(files)} files under {target.deploy_dir} read, no private key")
 
 
 def test_no_secret_in_the_reported_evidence(request, target, evidence):
@@ -122,9 +135,9 @@ def test_no_secret_in_the_reported_evidence(request, target, evidence):
         kept = item.stash.get(EVIDENCE_KEY, None)
         if kept is not None:
             texts += kept.summary + [body for _title, body in kept.sections]
-    leaks = [s for s in target.secrets() if any(s in t for t in texts)]
-    tokens = [t for t in texts if redact(t) != t]
-    if leaks or tokens:
-        fail(SECURITY, f"{len(leaks)} password(s) and {len(tokens)} token-bearing text(s) "
-             "reached the report's evidence", "this is a harness defect: report it")
-    evidence.note(f"{len(texts)} evidence texts scanned, no secret")
+    leaks = [found for text in texts for found in redaction.CURRENT.leaks(text)]
+    if leaks:
+        fail(SECURITY, f"{len(leaks)} secret(s) reached the report's evidence "
+             f"({', '.join(sorted(set(leaks)))})", "this is a harness defect: report it")
+    evidence.note(f"{len(texts)} evidence texts scanned for {len(redaction.CURRENT.values)} "
+                  "secret values, JWTs and private keys: none found")

@@ -331,9 +331,10 @@ def test_ip_san_and_no_san(ca):
     assert "CN" in f.cause
 
 
-def test_no_certificate_is_a_warning_not_checked():
-    f = fails(cr.rule_host_covered_by_cert(files(), None), "http.host", "", WARNING)
-    assert f.cause.startswith("not checked")
+def test_no_certificate_is_not_checked_never_a_pass():
+    f = fails(cr.rule_host_covered_by_cert(files(), None), "http.host", "--deploy-dir",
+              cr.NOT_CHECKED)
+    assert "no certificate" in f.cause
 
 
 # --- placement and restart -----------------------------------------------------------------
@@ -359,7 +360,8 @@ def test_constraints_as_swarm_evaluates_them():
         "node.labels.dtr.cache==TRUE", "node.labels.region != asia", "node.role == worker"]
     f = files(config(), stk)
     assert cr.rule_placement_constraint(f, [{"dtr.cache": "true"}]).ok  # no region label: !=
-    assert cr.rule_placement_constraint(f, None).ok
+    unknown = cr.rule_placement_constraint(f, None)  # no swarm reachable: not checked
+    assert not unknown.ok and unknown.severity == cr.NOT_CHECKED and "--cache-host" in unknown.fix
     fails(cr.rule_placement_constraint(f, [{"dtr.cache": "true", "region": "asia"}]),
           "constraints", "--label-rm region")
 
@@ -405,7 +407,8 @@ def test_an_image_of_another_version_fails(image, repo):
 
 def test_image_version_v_prefix_and_unknown_version():
     assert cr.rule_image_matches_dtr_version(files(), "v2.7.5").ok
-    fails(cr.rule_image_matches_dtr_version(files(), None), "image", "", WARNING)
+    fails(cr.rule_image_matches_dtr_version(files(), None), "image", "--dtr-version",
+          cr.NOT_CHECKED)
 
 
 def test_the_cache_service_is_found_among_others():
@@ -426,7 +429,8 @@ def test_without_a_stack_the_stack_rules_are_not_checked():
     f = CacheFiles(config(), None, None)
     for rule in (cr.rule_cas_files_mounted, cr.rule_tls_paths_mounted, cr.rule_restart_policy):
         finding = rule(f)
-        assert finding.severity == WARNING and "not checked" in finding.cause, finding
+        assert finding.severity == cr.NOT_CHECKED and not finding.ok, finding
+        assert "--stack-file" in finding.fix, finding
     assert cr.rule_blobttl_needs_delete(f).ok
 
 
