@@ -8,6 +8,12 @@ import warnings
 
 import pytest
 
+from dtr_cache_formats.tls_classes import (
+    EXPIRED,
+    HOSTNAME_MISMATCH,
+    NOT_YET_VALID,
+    UNKNOWN_AUTHORITY,
+)
 from fixtures.harness.diagnosis import CLIENT_CACHE, CLIENT_DTR, fail, requires
 from fixtures.tlsprobe import MISSING_INTERMEDIATE, TlsReport, explain, probe
 
@@ -75,7 +81,7 @@ def test_certificate_names_the_host(client_tls, hop, evidence):
     """The certificate's subjectAltName covers the host name clients use."""
     report = _report(client_tls, hop, evidence, "test_certificate_names_the_host")
     if not report.san_covers():
-        report.failure_class = "hostname mismatch"
+        report.failure_class = HOSTNAME_MISMATCH
         _fail_with(report, hop)
     evidence.note(f"{report.host} in SANs {', '.join(report.san_names())}")
 
@@ -84,7 +90,7 @@ def test_certificate_names_the_host(client_tls, hop, evidence):
 def test_certificate_is_within_its_validity(client_tls, hop, evidence):
     """The certificate is valid now, and warns when it expires within 30 days."""
     report = _report(client_tls, hop, evidence, "test_certificate_is_within_its_validity")
-    if report.failure_class in ("expired", "not yet valid") or (report.days_left or 0) < 0:
+    if report.failure_class in (EXPIRED, NOT_YET_VALID) or (report.days_left or 0) < 0:
         _fail_with(report, hop)
     if report.expiring_within(EXPIRY_WARNING_DAYS):
         warnings.warn(f"{hop}: the certificate of {report.address} expires in "
@@ -119,9 +125,9 @@ def test_client_trusts_the_server(client_tls, hop, evidence):
     requires(*(f"{check}[{hop}]" for check in SPECIFIC))
     if not report.trusted:
         if report.failure_class == MISSING_INTERMEDIATE:  # the full-chain check cleared that
-            report.failure_class = "unknown authority"
+            report.failure_class = UNKNOWN_AUTHORITY
         cause, fix = explain(report)
-        if report.failure_class == "unknown authority":
+        if report.failure_class == UNKNOWN_AUTHORITY:
             fix = ("give the client DTR's CA (--dtr-ca; it is served at https://<dtr>/ca)"
                    if hop == CLIENT_DTR else "give the client the CA that signed the cache's "
                    "certificate (--cache-ca; for docker: /etc/docker/certs.d/<host:port>/ca.crt)")

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from cache_under_test.errors import API_VERSION_HEADER
+from dtr_cache_formats.registry_api import API_VERSION_HEADER
+from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY
 from fixtures.configrules import downstream_options
 from fixtures.harness.deployed import deployed_file, load_files
 from fixtures.harness.diagnosis import (
@@ -96,9 +97,9 @@ def test_cache_trusts_dtr(target, upstream, evidence):
     evidence.text("the cache's trust", "\n".join(sources) or "system roots only (no cas)")
     if not report.trusted:
         if report.failure_class == MISSING_INTERMEDIATE and target.issued_by_dtr_ca(report.leaf):
-            report.failure_class = "unknown authority"  # a complete chain, from DTR's own CA
+            report.failure_class = UNKNOWN_AUTHORITY  # a complete chain, from DTR's own CA
         cause, fix = explain(report)
-        if report.failure_class in ("unknown authority", MISSING_INTERMEDIATE, "self-signed"):
+        if report.failure_class in (UNKNOWN_AUTHORITY, MISSING_INTERMEDIATE, SELF_SIGNED):
             fix = ("put DTR's CA in the cache's cas: curl -sk https://<dtr>/ca > "
                    "certs/dtr.cert.pem, mounted as the secret dtr.cert.pem and listed under cas")
         fail(CACHE_DTR, f"{cause} (trusting {'its cas files' if pems else 'system roots only'})",

@@ -134,8 +134,14 @@ def test_missing_intermediate() -> None:
     assert "candidates exhausted" in report.crypto_detail
     assert "issued by tlsprobe Test Intermediate CA" in cause
     assert "x509: certificate signed by unknown authority" in cause
-    assert fix == ("append the intermediate CA certificate to the certificate file "
-                   "(the seed's cache.cert.pem holds leaf + intermediate)")
+    # Two causes look alike from the client: both named, the likelier (an issuer that calls
+    # itself an intermediate) first, with what tells them apart and the CAs the client trusts.
+    assert "Either (1) the server does not send the intermediate" in cause
+    assert "or (2) the certificate comes from tlsprobe Test Intermediate CA, a CA the client " \
+           "was not given" in cause
+    assert "what decides" in cause and "SHA-256" in cause
+    assert fix.startswith("if (1): append tlsprobe Test Intermediate CA's certificate")
+    assert "if (2): give the client" in fix
     # the same lone leaf is fine for a client that has the intermediate
     assert _probe(GOOD, with_chain=False, cas=[*TRUST, CA.cert_pem]).trusted
 
@@ -328,3 +334,15 @@ def test_inspect_self_signed_weak_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "garbage.key").write_text("not a key\n")
     garbled = inspect_files(weak, tmp_path / "garbage.key")
     assert garbled.key_present and garbled.key_matches is None and "not a PEM" in garbled.error
+
+
+def test_a_leaf_straight_from_an_untrusted_ca_puts_the_missing_ca_first() -> None:
+    """A leaf issued by a CA that is no intermediate (no AIA, not named so): the likelier cause
+    is a CA the client was not given, and the message says so first."""
+    report = _probe(CertificateAuthority.create("Acme Corp Root CA").issue_server(HOSTS),
+                    with_chain=False)
+    assert report.failure_class == MISSING_INTERMEDIATE
+    cause, fix = explain(report)
+    assert "Either (1) the certificate comes from Acme Corp Root CA, a CA the client was not " \
+           "given" in cause
+    assert fix.startswith("if (1): give the client Acme Corp Root CA's CA certificate")

@@ -1,0 +1,94 @@
+"""Memoised steps: run once, on demand; the owner reports the step's own diagnosis, every other
+check fails as "consequence of <owner>", or is skipped with the step's reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures.harness import diagnosis
+from fixtures.harness.evidence import Evidence
+from fixtures.harness.steps import Steps
+
+
+def as_check(name: str):
+    evidence = Evidence()
+    return evidence, diagnosis.CURRENT.set(evidence), diagnosis.CURRENT_NAME.set(name)
+
+
+def leave(tokens) -> None:
+    diagnosis.CURRENT.reset(tokens[1])
+    diagnosis.CURRENT_NAME.reset(tokens[2])
+
+
+def test_a_step_runs_once_and_its_owner_gets_its_evidence():
+    calls = []
+
+    def push():
+        calls.append(1)
+        diagnosis.CURRENT.get().note("pushed sha256:abc")
+        return "image"
+
+    steps = Steps()
+    other = as_check("test_logs")
+    assert steps.run("test_1_push", push) == "image"
+    assert other[0].summary == []       # the step's evidence belongs to its owner
+    leave(other)
+    owner = as_check("test_1_push")
+    assert steps.run("test_1_push", push) == "image"
+    assert owner[0].summary == ["pushed sha256:abc"]
+    leave(owner)
+    assert calls == [1]
+
+
+def test_a_failed_step_is_a_consequence_for_others_and_a_diagnosis_for_its_owner():
+    def push():
+        diagnosis.fail("client->DTR", "DTR refused the push (401)", "give push rights")
+
+    steps = Steps()
+    other = as_check("test_logs")
+    with pytest.raises(pytest.fail.Exception) as raised:
+        steps.run("test_1_push", push)
+    assert str(raised.value.msg) == ("consequence of test_1_push: [client->DTR] DTR refused "
+                                     "the push (401). Fix: give push rights.")
+    leave(other)
+    owner = as_check("test_1_push")
+    with pytest.raises(pytest.fail.Exception) as raised:
+        steps.run("test_1_push", push)
+    assert str(raised.value.msg).startswith("[client->DTR] DTR refused")
+    assert owner[0].remediation == "give push rights"
+    leave(owner)
+
+
+def test_a_consequence_inside_a_step_keeps_its_root():
+    diagnosis.OUTCOMES["test_server_answers_tls[client->DTR]"] = "[client->DTR] down. Fix: up."
+    try:
+        steps = Steps()
+        check = as_check("test_4")
+        with pytest.raises(pytest.fail.Exception) as raised:
+            steps.run("test_1_push", lambda: diagnosis.requires(
+                "test_server_answers_tls[client->DTR]"))
+        leave(check)
+        assert str(raised.value.msg) == ("consequence of test_server_answers_tls[client->DTR]: "
+                                         "[client->DTR] down. Fix: up.")
+    finally:
+        diagnosis.OUTCOMES.clear()
+
+
+def test_a_skipped_step_skips_with_its_reason_and_an_error_is_a_failure():
+    steps = Steps()
+    check = as_check("test_5")
+    with pytest.raises(pytest.skip.Exception, match="--no-writes"):
+        steps.run("test_1_push", lambda: pytest.skip("--no-writes: needs a push"))
+    with pytest.raises(pytest.fail.Exception, match="consequence of test_2: ValueError: boom"):
+        steps.run("test_2", lambda: (_ for _ in ()).throw(ValueError("boom")))
+    leave(check)
+
+
+def test_requires_refuses_a_name_that_is_no_check():
+    diagnosis.KNOWN.update({"test_real"})
+    try:
+        with pytest.raises(LookupError, match="test_misspelt"):
+            diagnosis.requires("test_misspelt")
+        diagnosis.requires("test_real[client->DTR]")  # a parameter of a known check is fine
+    finally:
+        diagnosis.KNOWN.clear()
