@@ -8,6 +8,7 @@ import json
 import logging
 import time
 
+import aiohttp
 from aiohttp import web
 
 from .auth import Authorizer
@@ -27,6 +28,7 @@ from .upstream import AllUpstreamsFailed, UpstreamPool, relay_headers
 # Request headers a manifest or tag request carries on to the upstream.
 FORWARDED_HEADERS = ("Authorization", "Accept", "If-None-Match")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+HEALTH_FETCHER_TIMEOUT = 5.0  # seconds a server process waits for the fetcher's /health
 
 
 class Cache:
@@ -38,6 +40,7 @@ class Cache:
 
     def __init__(self, config: CacheConfig, fetcher: str | None = None):
         self.config = config
+        self.fetcher_socket = fetcher  # /health asks the fetcher how its writes went
         self.metrics = Metrics()
         self.forwarder = MissForwarder(fetcher, self.metrics) if fetcher else None
         ttl = None if "ignore-ttl" in config.test_faults else config.blobttl
@@ -174,13 +177,40 @@ class Cache:
         return response
 
     async def health(self, request: web.Request) -> web.Response:
-        writable = self.store.uploads.is_dir()
-        body = {"status": "ok" if writable else "storage unavailable",
+        """200 ``{"status": "ok", ...}``, or 503 with ``status`` naming the first problem and
+        ``problems`` saying each one: "storage unavailable" (no uploads directory), "storage
+        low on free space" (below min(100 MiB, 5% of the file system): see ``storage``),
+        "storage write failed" (the last write to storage failed: errno and time in
+        ``storage.last_write_error``; it clears when a blob is next written whole, or after
+        ``storage.WRITE_ERROR_HOLD``), "fetcher unavailable". ``storage`` has the numbers.
+
+        Blobs are written by the fetcher process: a server process takes the storage part of
+        its answer from the fetcher's own ``/health`` (over the private Unix socket)."""
+        report = await self._storage_health()
+        body = {"status": report["status"], "problems": report["problems"],
                 "upstreams": self.config.upstreams, "keys": sorted(self.auth.keys.keys),
                 "fills_in_flight": int(self.metrics.value("dtrcache_fills_in_flight")),
-                "test_faults": sorted(self.config.test_faults)}
-        return web.Response(status=200 if writable else 503, text=json.dumps(body),
+                "test_faults": sorted(self.config.test_faults), "storage": report["storage"]}
+        return web.Response(status=503 if report["problems"] else 200, text=json.dumps(body),
                             content_type="application/json")
+
+    async def _storage_health(self) -> dict:
+        if self.fetcher_socket is None:  # we are the process that writes blobs
+            return self.store.health()
+        try:
+            async with aiohttp.ClientSession(
+                    connector=aiohttp.UnixConnector(path=self.fetcher_socket),
+                    timeout=aiohttp.ClientTimeout(total=HEALTH_FETCHER_TIMEOUT)) as session, \
+                    session.get("http://fetcher/health") as answer:
+                fetched = await answer.json()
+            return {"status": str(fetched["status"]), "problems": list(fetched["problems"]),
+                    "storage": dict(fetched["storage"])}
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            report = self.store.health()  # free space at least, seen from here
+            report["problems"].insert(0, "fetcher unavailable: the fetcher process did not "
+                                      f"answer /health ({str(exc) or type(exc).__name__})")
+            report["status"] = "fetcher unavailable"
+            return report
 
 
 

@@ -15,7 +15,7 @@ from .auth import Authorizer, denied
 from .blobtoken import TOKEN_PARAM, TokenError
 from .errors import API_VERSION, API_VERSION_HEADER, break_off, oci_error
 from .events import emit
-from .fill import FillFailed, FillRegistry, UpstreamRefused, stream_growing
+from .fill import FillFailed, FillRegistry, StorageFailed, UpstreamRefused, stream_growing
 from .forward import MissForwarder, client_address
 from .metrics import Metrics
 from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
@@ -86,7 +86,7 @@ class BlobHandler:
                     return refusal
             return await self._serve_hit(request, stored, name, user, began)
         if request.method == "HEAD":
-            return await self._relay_head(upstream_path, headers)
+            return await self._relay_head(request, upstream_path, headers, digest)
         fill = self.fills.get(digest)
         if fill is not None and not token:
             refusal = await self._ask_upstream(upstream_path, headers, name, digest, request)
@@ -95,8 +95,12 @@ class BlobHandler:
             fill = self.fills.get(digest)
         joined = fill is not None
         if fill is None:
-            fill = self.fills.begin(digest, name, lambda: self.pool.request(
-                "GET", upstream_path, headers))
+            try:
+                fill = self.fills.begin(digest, name, lambda: self.pool.request(
+                    "GET", upstream_path, headers))
+            except StorageFailed as exc:  # logged as storage.error; /health reports it
+                return oci_error(503, "UNAVAILABLE", "the cache's storage cannot take the blob",
+                                 str(exc))
         fd = fill.open_reader()
         try:
             return await self._serve_fill(request, fill, fd, joined, name, user, began)
@@ -136,12 +140,20 @@ class BlobHandler:
         finally:
             answer.release()
 
-    async def _relay_head(self, path: str, headers: dict) -> web.StreamResponse:
+    async def _relay_head(self, request: web.Request, path: str, headers: dict,
+                          digest: Digest) -> web.StreamResponse:
+        """A HEAD on a miss: the upstream's answer. When it has the blob, the headers are the
+        ones a GET sends (``blob_response``: ETag, Accept-Ranges, a Range's 206 and
+        Content-Range), without fetching it."""
         try:
             answer = await self.pool.request("HEAD", path, headers)
         except AllUpstreamsFailed as exc:
             return oci_error(502, "UNAVAILABLE", "no upstream answered", str(exc))
         try:
+            length = answer.response.headers.get("Content-Length", "")
+            if answer.response.status == 200 and length.isdigit():
+                shaped = blob_response(request, str(digest), int(length), "MISS")
+                return shaped if isinstance(shaped, web.Response) else shaped[0]
             relayed = relay_headers(answer.response)
             relayed["X-Cache"] = "MISS"
             length = relayed.pop("Content-Length", "")

@@ -60,6 +60,10 @@ class BlobGrant:
     digest: str
     expires_at: float
     key_id: str
+    # The token's identity: sha256 of its canonical (low-s) spelling, so the two valid
+    # spellings of one ECDSA signature, (r, s) and (r, n - s), are one token. Use this, never
+    # the token text, wherever a token must be recognised again (replay lists, caches, logs).
+    token_id: str = ""
 
 
 class SigningKey:
@@ -130,6 +134,16 @@ class KeySet:
         generality cost twice the signature check itself. ``cryptography`` checks the
         signature; the unit tests hold this to PyJWT's verdict (signing stays PyJWT's).
         ``now`` replaces the clock for the expiry only.
+
+        Signature malleability: an ECDSA signature (r, s) has a twin (r, n - s) that verifies
+        just as well. Neither PyJWT nor ``cryptography`` (and so neither the DTR stand-in nor
+        any signer built on them) normalises s, so about half of all honest tokens are high-s:
+        refusing them ("enforce low-s") would refuse those tokens. Decision: compare canonical
+        forms. Either spelling verifies; r and s must lie in 1..n-1; and both spellings are ONE
+        token: ``canonical_token`` maps them to the low-s spelling, and the grant's
+        ``token_id`` is the hash of that spelling. The cache never uses a token's text as an
+        identity (single flight is keyed by digest, the token is never logged); anything that
+        must recognise a token again uses ``token_id``.
         """
         try:
             header_part, claims_part, signature_part = token.split(".")
@@ -147,8 +161,12 @@ class KeySet:
         invalid = TokenError("token signature or claims invalid")
         if len(signature) != 64:  # ES256: r and s, 32 bytes each (RFC 7518 3.4)
             raise invalid
-        der = encode_dss_signature(int.from_bytes(signature[:32], "big"),
-                                   int.from_bytes(signature[32:], "big"))
+        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
+            raise invalid
+        s = min(s, _P256_ORDER - s)  # the canonical (low-s) form; it verifies iff its twin does
+        der = encode_dss_signature(r, s)
+        token_id = _token_id(header_part, claims_part, r, s)
         try:
             self.keys[kid].key.verify(der, f"{header_part}.{claims_part}".encode("ascii"),
                                       ec.ECDSA(hashes.SHA256()))
@@ -174,12 +192,46 @@ class KeySet:
             raise TokenMismatch("token is for another repository")
         if claims.get("digest") != digest:
             raise TokenMismatch("token is for another digest")
-        return BlobGrant(claims["sub"], repository, digest, float(expires), kid)
+        return BlobGrant(claims["sub"], repository, digest, float(expires), kid, token_id)
+
+
+# The order n of the P-256 group (FIPS 186-4 D.1.2.3): an ES256 signature's r and s are in 1..n-1.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def canonical_token(token: str) -> str:
+    """The one spelling of ``token``: its ES256 signature with s replaced by n - s when s is
+    above n/2 (the twin that verifies just as well). Nothing is verified here; a token whose
+    signature part cannot be read as r and s comes back unchanged."""
+    try:
+        header_part, claims_part, signature_part = token.split(".")
+        signature = _segment(signature_part)
+    except (ValueError, TypeError):
+        return token
+    if len(signature) != 64:
+        return token
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
+        return token
+    return _canonical_spelling(header_part, claims_part, r, min(s, _P256_ORDER - s))
+
+
+def _canonical_spelling(header_part: str, claims_part: str, r: int, low_s: int) -> str:
+    raw = r.to_bytes(32, "big") + low_s.to_bytes(32, "big")
+    return f"{header_part}.{claims_part}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}"
+
+
+def _token_id(header_part: str, claims_part: str, r: int, low_s: int) -> str:
+    sha256 = hashes.Hash(hashes.SHA256())
+    sha256.update(_canonical_spelling(header_part, claims_part, r, low_s).encode("ascii"))
+    return sha256.finalize().hex()
 
 
 def _segment(text: str) -> bytes:
     """One base64url part of a compact JWS: unpadded, the alphabet only, and canonical (spare
-    bits zero), so one token has exactly one spelling."""
+    bits zero), so one token has exactly one spelling of its bytes. (The signature's own twin,
+    (r, n - s), is a second spelling that verifies: ``canonical_token`` and
+    ``BlobGrant.token_id`` fold it into the first.)"""
     if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not base64url")
     decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

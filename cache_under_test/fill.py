@@ -4,12 +4,20 @@ A ``Fill`` downloads one blob into a temp file, hashing as it writes; clients re
 file behind it. It runs as its own task, so a client that disconnects does not stop it. The
 last byte of every response is held back until the digest verified: a short or corrupt
 upstream body ends every client's transfer broken, and is never published.
+
+The same holds for the cache's own storage: every ``os.write`` is checked for how much it
+actually wrote (a full disk writes short, then fails with ENOSPC; a quota with EDQUOT), and only
+the bytes the file system took are hashed and counted. A write that fails, or a file whose size
+on disk is not what was written, fails the fill (``StorageFailed``): nothing is published, the
+temp file is removed, ``storage.error`` is logged with the errno, and the store remembers it for
+``/health``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -29,6 +37,31 @@ MAX_ERROR_BODY = 64 * 1024
 
 class FillFailed(Exception):
     """The upstream fetch did not produce the blob."""
+
+
+class StorageFailed(FillFailed):
+    """The cache's own storage did not take the blob (full disk, quota, I/O error)."""
+
+    def __init__(self, op: str, error: OSError):
+        self.op = op
+        self.os_error = error
+        self.errno = error.errno
+        code = errno.errorcode.get(error.errno, "EUNKNOWN") if error.errno else "EUNKNOWN"
+        super().__init__(f"storage {op} failed: {code} ({error.strerror or error})")
+
+
+def storage_failed(store: BlobStore, failure: StorageFailed, digest: Digest, repo: str,
+                   path: Path | None = None, metrics=None) -> None:
+    """Record a storage failure for /health and log it as ``storage.error``."""
+    recorded = store.record_write_error(failure.op, failure.os_error, digest)
+    free = None
+    with contextlib.suppress(OSError):
+        free = store.free_space()[0]
+    if metrics:
+        metrics.errors.labels(kind="storage write failed").inc()
+    emit("storage.error", logging.ERROR, op=failure.op, errno=recorded.errno,
+         code=recorded.code, error=recorded.error, digest=str(digest), repo=repo,
+         path=str(path) if path else None, free_bytes=free)
 
 
 class UpstreamRefused(FillFailed):
@@ -94,9 +127,13 @@ class Fill:
                 self.started.set_result(response)
             await self._download(response)
             if self.keep:
-                self.store.publish(self.upload, self.digest)
+                try:
+                    self.store.publish(self.upload, self.digest)
+                except OSError as exc:
+                    raise StorageFailed("publish", exc) from exc
             else:
                 self.upload.unlink()  # readers hold their fd: they still get the bytes
+            self.store.record_write_ok()
             self.done = True
             emit("blob.fetched", digest=str(self.digest), repo=self.repo, bytes=self.written,
                  ms=round((time.monotonic() - began) * 1000, 1), upstream=self.upstream)
@@ -106,6 +143,9 @@ class Fill:
                 self.started.set_exception(self.error)
             with contextlib.suppress(FileNotFoundError):
                 self.upload.unlink()
+            if isinstance(self.error, StorageFailed):
+                storage_failed(self.store, self.error, self.digest, self.repo, self.upload,
+                               self.metrics)
             if self.metrics:
                 self.metrics.errors.labels(kind="fill failed").inc()
             emit("blob.fill_failed", logging.WARNING, digest=str(self.digest), repo=self.repo,
@@ -120,26 +160,57 @@ class Fill:
 
     async def _download(self, response) -> None:
         hasher = hashlib.new(self.digest.algorithm)
-        fd = os.open(self.upload, os.O_WRONLY)
+        try:
+            fd = os.open(self.upload, os.O_WRONLY)
+        except OSError as exc:
+            raise StorageFailed("open", exc) from exc
         try:
             async for chunk in response.content.iter_any():
                 if self.size is not None and self.written + len(chunk) > self.size:
                     raise FillFailed("upstream sent more bytes than its Content-Length")
-                os.write(fd, chunk)
-                hasher.update(chunk)
-                self.written += len(chunk)
+                self._write_all(fd, chunk, hasher)
                 if self.metrics:
                     self.metrics.upstream_bytes.inc(len(chunk))
                 self._notify()
-        finally:
-            os.close(fd)
-        if self.size is not None and self.written != self.size:
-            raise FillFailed(f"upstream body ended at {self.written} of {self.size} bytes")
-        if hasher.hexdigest() != self.digest.hex:
-            raise FillFailed(f"upstream body does not match {self.digest} "
-                             f"(got {self.digest.algorithm}:{hasher.hexdigest()[:16]}...)")
+            if self.size is not None and self.written != self.size:
+                raise FillFailed(f"upstream body ended at {self.written} of {self.size} bytes")
+            if hasher.hexdigest() != self.digest.hex:
+                raise FillFailed(f"upstream body does not match {self.digest} "
+                                 f"(got {self.digest.algorithm}:{hasher.hexdigest()[:16]}...)")
+            try:
+                on_disk = os.fstat(fd).st_size
+            except OSError as exc:
+                raise StorageFailed("verify", exc) from exc
+            if on_disk != self.written:
+                raise StorageFailed("verify", OSError(errno.EIO, f"the temp file holds {on_disk} "
+                                                      f"bytes, {self.written} were written"))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        try:
+            os.close(fd)  # a file system may report a failed write only now (NFS, quotas)
+        except OSError as exc:
+            raise StorageFailed("close", exc) from exc
         if self.size is None:
             self.size = self.written
+
+    def _write_all(self, fd: int, chunk: bytes, hasher) -> None:
+        """Write all of ``chunk``, hashing and counting only what the file system took: a
+        short write is retried from where it stopped; a failure, or a write that takes nothing,
+        fails the fill."""
+        view = memoryview(chunk)
+        while view:
+            try:
+                taken = os.write(fd, view)
+            except OSError as exc:
+                raise StorageFailed("write", exc) from exc
+            if taken <= 0:
+                raise StorageFailed("write", OSError(errno.ENOSPC, "the file system took no "
+                                                     "bytes of a write"))
+            hasher.update(view[:taken])
+            self.written += taken
+            view = view[taken:]
 
 
 class Growing(Protocol):
@@ -190,8 +261,14 @@ class FillRegistry:
 
     def begin(self, digest: Digest, repo: str,
               fetch: Callable[[], Awaitable[UpstreamResponse]]) -> Fill:
-        """Start fetching ``digest``; the caller is the first of its readers."""
-        fill = Fill(self.store, digest, repo, self.metrics, self.keep)
+        """Start fetching ``digest``; the caller is the first of its readers. Raises
+        ``StorageFailed`` when the storage cannot even take the temp file."""
+        try:
+            fill = Fill(self.store, digest, repo, self.metrics, self.keep)
+        except OSError as exc:  # no room even for the empty temp file (space, inodes, quota)
+            failure = StorageFailed("create", exc)
+            storage_failed(self.store, failure, digest, repo, self.store.uploads, self.metrics)
+            raise failure from exc
         self._fills[str(digest)] = fill
         if self.metrics:
             self.metrics.inflight.inc()
