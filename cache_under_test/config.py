@@ -236,7 +236,9 @@ def _tls(tls: object, problems: list[str]) -> TLSFiles | None:
         problems.append(f"http.tls.key: {tls['key']} holds no PEM private key")
         return None
     size = getattr(key, "key_size", None)
-    if size is not None and size < (2048 if isinstance(key, rsa.RSAPrivateKey) else 256):
+    weak_allowed = "allow-weak-key" in faults.enabled()  # TEST-ONLY: see faults.py
+    if size is not None and size < (2048 if isinstance(key, rsa.RSAPrivateKey) else 256) \
+            and not weak_allowed:
         problems.append(f"http.tls.key: {tls['key']} is a weak {size}-bit key; use RSA 2048+ "
                         "or EC P-256 (clients refuse weaker ones)")
         return None

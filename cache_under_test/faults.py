@@ -15,6 +15,8 @@ CACHE_FAULTS = {
     "skip-token-check": "serve cached blobs without verifying DTR's signature",
     "never-store": "never keep a copy: every request is a miss",
     "ignore-expiry": "accept signed tokens after they expired",
+    "tls-1.1-only": "serve TLS 1.1 only, like a legacy front",
+    "allow-weak-key": "start with a weak TLS key instead of refusing it",
 }
 
 

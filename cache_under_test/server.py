@@ -25,7 +25,7 @@ def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
     ``lifeline``: a pipe's read end that closes when the fetcher dies (then this one stops);
     ``supervisor``: the fetcher's watch over the server processes.
     """
-    ssl_context = server_context(config.tls.certificate, config.tls.key) \
+    ssl_context = server_context(config.tls.certificate, config.tls.key, config.test_faults) \
         if tls and config.tls else None
     app = Cache(config, fetcher=fetcher).application()
 

@@ -74,13 +74,11 @@ def test_http_secret_is_not_the_placeholder(files, evidence):
 
 
 def test_http_host_is_covered_by_the_certificate(target, files, evidence):
-    """http.host's name is in the SANs of the certificate the cache serves (before rollout:
-    of the certificate file the stack deploys)."""
-    cert, where = None, ""
-    if target.cache_url and not target.files_only:
+    """http.host's name is in the SANs of the certificate file the stack deploys (when that
+    file cannot be read: of the certificate the cache serves)."""
+    cert, where = deployed_certificate(target, files)
+    if cert is None and target.cache_url and not target.files_only:
         cert, where = probe(target.cache_url, None).leaf, f"served by {target.cache_url}"
-    if cert is None:
-        cert, where = deployed_certificate(target, files)
     judge(rules.rule_host_covered_by_cert(files, cert), evidence)
     evidence.note(f"certificate {where}")
 

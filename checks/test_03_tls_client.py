@@ -27,6 +27,9 @@ CACHE_CAUSES = {
     "test_server_answers_tls": ("test_cache_key_matches_its_certificate",),
     "test_full_chain_is_served": ("test_cache_certificate_file_has_the_intermediate",),
     "test_certificate_names_the_host": ("test_http_host_is_covered_by_the_certificate",),
+    "test_certificate_is_within_its_validity": (
+        "test_cache_certificate_file_is_within_its_validity",),
+    "test_certificate_key_is_strong": ("test_cache_certificate_file_key_is_strong",),
 }
 
 

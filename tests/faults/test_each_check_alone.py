@@ -1,0 +1,75 @@
+"""Green is proof: against one healthy deployment, every check passes with evidence, also when
+it runs alone (it performs the steps it stands on); with its evidence taken away, a check is
+skipped or fails, never passes."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from fixtures.faults.bench import Outcome
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# Bridge mode runs no swarm: the placement rule cannot be evaluated against nodes (it is in
+# the swarm-mode main job, tests/docker/test_main_job.py).
+NOT_OBSERVABLE_ON_THE_BENCH = {"test_placement_constraint_matches_a_node"}
+LOG_CHECKS = {"test_logs_show_the_miss_then_the_hit", "test_no_tls_errors_in_the_cache_logs",
+              "test_docker_pull_is_served_by_the_cache"}
+STACK_RULES = {"test_cas_files_are_mounted", "test_tls_files_are_mounted",
+               "test_published_port_is_the_listening_port", "test_restart_policy",
+               "test_configs_and_secrets_are_declared", "test_image_matches_the_dtr_version",
+               "test_placement_constraint_matches_a_node"}
+
+
+@pytest.fixture(scope="module")
+def healthy(bench) -> dict[str, Outcome]:
+    return bench.run_checks("healthy-everything", extra=["--ttl-wait", "40"])
+
+
+def test_the_healthy_run_passes_every_check_with_evidence(healthy):
+    failed = [f"{o.name}: {o.first_line}" for o in healthy.values() if o.status != "passed"
+              and o.name not in NOT_OBSERVABLE_ON_THE_BENCH]
+    assert not failed, "\n".join(failed)
+    skipped = {o.name for o in healthy.values() if o.status == "skipped"}
+    assert skipped == NOT_OBSERVABLE_ON_THE_BENCH
+    assert healthy["test_expired_copy_is_fetched_again"].status == "passed"
+    silent = [o.name for o in healthy.values() if o.status == "passed" and not o.evidence]
+    assert not silent, f"passed without evidence: {silent}"
+
+
+def test_every_check_alone_passes_with_positive_evidence(bench, healthy):
+    problems = []
+    for outcome in sorted(healthy.values(), key=lambda o: o.nodeid):
+        if outcome.name in NOT_OBSERVABLE_ON_THE_BENCH:
+            continue
+        alone = bench.run_checks("alone", select=(outcome.nodeid,),
+                                 extra=["--ttl-wait", "40"])
+        got = alone.get(outcome.name)
+        if got is None or got.status != "passed" or not got.evidence or len(alone) != 1:
+            problems.append(f"{outcome.nodeid}: {got.status if got else 'not run'} "
+                            f"{got.first_line if got else sorted(alone)} "
+                            f"(evidence: {got.evidence if got else ''!r})")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("case", "drop", "extra"), [
+    ("no-logs", ("--cache-logs", "--dtr-logs"), []),
+    ("empty-logs", ("--cache-logs", "--dtr-logs"), ["--cache-logs", "file:/dev/null"]),
+])
+def test_without_log_evidence_the_log_checks_do_not_pass(bench, case, drop, extra):
+    outcomes = bench.run_checks(case, drop=drop, extra=extra)
+    passed = {o.name for o in outcomes.values() if o.status == "passed"}
+    assert not passed & LOG_CHECKS, sorted(passed & LOG_CHECKS)
+    assert {outcomes[n].status for n in LOG_CHECKS} == {"skipped"}, {
+        n: (outcomes[n].status, outcomes[n].first_line) for n in LOG_CHECKS}
+
+
+def test_without_a_stack_file_the_stack_rules_do_not_pass(bench):
+    deploy_dir = bench.deploy_dir("no-stack")
+    (deploy_dir / "docker-stack.yml").unlink()
+    outcomes = bench.run_checks("no-stack", deploy_dir=deploy_dir,
+                                select=("checks/test_01_config.py",))
+    shutil.rmtree(deploy_dir)
+    not_skipped = {n: outcomes[n].status for n in STACK_RULES if outcomes[n].status != "skipped"}
+    assert not not_skipped, not_skipped
