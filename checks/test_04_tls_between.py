@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from dtr_cache_formats.registry_api import API_VERSION_HEADER
-from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY
+from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY, classify
 from fixtures.configrules import downstream_options
 from fixtures.harness.deployed import deployed_file, load_files
 from fixtures.harness.diagnosis import (
@@ -68,10 +68,14 @@ def test_cache_reaches_dtr(upstream, evidence):
 
 def test_cache_upstream_is_a_registry(target, upstream, evidence):
     """The cache's upstream answers as a registry (Docker-Distribution-API-Version)."""
-    requires("test_cache_reaches_dtr")
+    requires("test_cache_reaches_dtr", f"test_tls_1_2_or_newer[{CLIENT_DTR}]")
     url, configured, connect_to, _cas, _sources = upstream
     base = target.dtr_url if connect_to else url
-    answer = httpx.get(f"{base}/v2/", verify=False, timeout=15)
+    try:
+        answer = httpx.get(f"{base}/v2/", verify=False, timeout=15)
+    except httpx.TransportError as exc:
+        fail(CACHE_DTR, f"GET {configured}/v2/ failed: {classify(exc)} ({exc})",
+             "check upstreams: in config.yml: DTR's URL and port, serving TLS 1.2 or newer")
     if API_VERSION_HEADER.lower() not in answer.headers:
         fail(CACHE_DTR, f"{configured} is not a registry: GET /v2/ answered "
              f"{answer.status_code} without {API_VERSION_HEADER}",

@@ -6,6 +6,7 @@ import math
 import time
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from dtr_cache_formats.durations import human, parse_duration
@@ -13,12 +14,15 @@ from fixtures import logevidence
 from fixtures.harness.deployed import load_files
 from fixtures.harness.diagnosis import TTL, fail, requires
 from fixtures.harness.verdict import TTL_TOO_LONG, TTL_UNSET
-from fixtures.pullcycle import cache_lines, judge_cache_answer
+from fixtures.pullcycle import cache_lines, judge_cache_answer, transport_failure
 
 
 def _fetch(target, digest: str, since: datetime):
     with target.client() as client:
-        answer = client.follow(client.get_blob(target.test_repo, digest))
+        try:
+            answer = client.follow(client.get_blob(target.test_repo, digest))
+        except httpx.TransportError as exc:
+            transport_failure(TTL, target.cache_url, exc)
     judge_cache_answer(target, digest, answer, since)
     return answer
 
@@ -46,7 +50,9 @@ def _refetch_evidence(target, digest: str, since: datetime, answer) -> tuple[boo
 def test_expired_copy_is_fetched_again(target, push_image, evidence, writes):
     """Past blobttl (counted from the fetch), the copy is removed and the next request fetches
     the blob again from DTR: proven by the copy seen on disk first, then gone, and a miss."""
-    requires("test_blobttl_needs_delete_enabled", "test_blobttl_has_a_unit")
+    requires("test_blobttl_needs_delete_enabled", "test_blobttl_has_a_unit",
+             "test_client_trusts_the_server[client->cache]",
+             "test_client_trusts_the_server[client->DTR]")
     try:
         files = load_files(target)
     except ValueError as exc:
