@@ -111,6 +111,47 @@ def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, wri
                   "no redirect")
 
 
+def test_blob_of_another_repository_gets_no_redirect(target, cycle, push_image, evidence,
+                                                    writes):
+    """A blob that exists only in a repository the test user cannot read is not redirected to
+    the cache when asked for through the user's own repository (DTR answers 404 BLOB_UNKNOWN
+    or refuses), and the cache never serves its bytes: the cache stores blobs by digest for
+    every repository, so DTR's signature must vouch for the link."""
+    cycle.redirected()  # control: the user's own blobs are redirected in this run
+    owner = target.other_user or target.admin_user
+    if not owner or owner == target.dtr_user:
+        pytest.skip("needs a second DTR account to own a private blob: give --other-user "
+                    "(or --dtr-admin-user) with its password")
+    repo = f"{owner}/dtr-cache-check-private"
+    image = push_image(layers=1, layer_size=16 * 1024, tag="foreign", user=owner, repo=repo)
+    digest = image.layers[0].digest
+    with target.client(owner) as client:  # control: the blob exists for its owner
+        own = client.get_blob(repo, digest)
+    if own.status_code not in (200, 307):
+        fail(SECURITY, f"{owner} cannot get the blob they just pushed to {repo} "
+             f"({own.status_code})", "check that user's rights on their repository")
+    asked = {}
+    with target.client() as client:
+        for where in (target.test_repo, repo):
+            asked[where] = client.get_blob(where, digest)
+        evidence.transcript(client.transcript)
+    for where, answer in asked.items():
+        if answer.status_code in (301, 302, 303, 307, 308):
+            served = _get(target, answer.headers.get("location", ""))
+            leaked = served.status_code == 200 and image.layers[0].data[:64] in served.content
+            fail(SECURITY, f"DTR signed a redirect for {target.dtr_user} to {digest[:19]}, a "
+                 f"blob only in {repo}, asked through {where}; the cache then answered "
+                 f"{served.status_code}{' with its bytes' if leaked else ''}",
+                 "DTR must answer 404 BLOB_UNKNOWN for a blob not linked into the requested "
+                 "repository (update DTR); until then, do not share caches between teams")
+        if answer.status_code == 200:
+            fail(SECURITY, f"DTR served {digest[:19]}, a blob only in {repo}, to "
+                 f"{target.dtr_user} through {where}", "check DTR's repository permissions")
+    evidence.note(f"{digest[7:19]} only in {repo}: asked as {target.dtr_user} through "
+                  + ", ".join(f"{w} -> {a.status_code}" for w, a in asked.items())
+                  + f"; its owner gets {own.status_code}; no redirect")
+
+
 def test_no_private_key_in_the_deployment_directory(target, evidence):
     """As the seed's last step asks, no private key is left in the deployment directory."""
     if target.deploy_dir is None:
