@@ -45,7 +45,9 @@ class Cache:
         self.forwarder = MissForwarder(fetcher, self.metrics) if fetcher else None
         ttl = None if "ignore-ttl" in config.test_faults else config.blobttl
         self.store = BlobStore(config.root, ttl)
-        self.pool = UpstreamPool(config.upstreams, client_context(config.cas), self.metrics)
+        self.pool = UpstreamPool(config.upstreams, client_context(config.cas), self.metrics,
+                                 own_urls=config.own_urls, min_rate=config.minrate,
+                                 fetch_timeout=config.fetchtimeout)
         self.fills = FillRegistry(self.store, self.metrics,
                                   keep="never-store" not in config.test_faults)
         self.auth = Authorizer(self.pool, "ignore-expiry" in config.test_faults)

@@ -24,7 +24,13 @@ from dtr_cache_formats.registry_config import apply_env_overrides
 from . import faults
 from .durations import DurationError, human, parse_duration
 
-DOWNSTREAM_OPTIONS = {"blobttl", "upstreams", "cas"}
+DOWNSTREAM_OPTIONS = {"blobttl", "upstreams", "cas", "minrate", "fetchtimeout"}
+# An upstream body slower than this (bytes/s, over every upstream.RATE_WINDOW seconds) is broken
+# off; ``minrate: 0`` turns the check off.
+DEFAULT_MINRATE = 1024.0
+_RATE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMgG]i?)?[bB]?(?:/s)?")
+_RATE_UNITS = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2, "g": 1000**3,
+               "gi": 1024**3}
 LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
               "error": "ERROR", "fatal": "CRITICAL", "panic": "CRITICAL"}
 KNOWN_SECTIONS = {"version", "log", "loglevel", "storage", "http", "middleware", "auth",
@@ -65,6 +71,9 @@ class CacheConfig:
     delete_enabled: bool = False
     cas: list[Path] = field(default_factory=list)
     origin: str | None = None
+    minrate: float | None = DEFAULT_MINRATE   # bytes/s; None: no minimum
+    fetchtimeout: float | None = None         # seconds for a whole upstream transfer
+    own_urls: list[str] = field(default_factory=list)  # http.host, the listening address
     log_level: str = "INFO"
     warnings: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
@@ -120,20 +129,32 @@ def validate(raw: dict, *, source: str = "config.yml") -> CacheConfig:
     origin = None
     blobttl = None
     cas: list[Path] = []
+    minrate: float | None = DEFAULT_MINRATE
+    fetchtimeout = None
     if options is not None:
         base = "middleware.registry[downstream].options"
         for key in sorted(set(options) - DOWNSTREAM_OPTIONS):
-            problems.append(f"{base}.{key}: unknown option (known: blobttl, upstreams, cas)")
+            problems.append(f"{base}.{key}: unknown option (known: blobttl, upstreams, cas, "
+                            "minrate, fetchtimeout)")
         upstreams, origin = _upstreams(options.get("upstreams"), f"{base}.upstreams", problems)
         blobttl = _blobttl(options, base, delete_enabled, problems, warnings)
         cas = _cas(options.get("cas"), f"{base}.cas", problems)
+        minrate = _minrate(options, f"{base}.minrate", problems)
+        fetchtimeout = _fetchtimeout(options, f"{base}.fetchtimeout", problems)
 
     if problems:
         raise ConfigError(problems)
+    listen_host = f"[{addr_host}]" if ":" in addr_host else addr_host
+    own_urls = [f"https://{listen_host}:{addr_port}"]
+    if host:
+        own_urls.insert(0, str(host))
     return CacheConfig(
-        source=source, root=root, upstreams=upstreams, addr_host=addr_host, addr_port=addr_port,
+        source=source, root=root,
+        upstreams=upstreams, own_urls=own_urls,
+        addr_host=addr_host, addr_port=addr_port,
         host=host, tls=tls, blobttl=blobttl, delete_enabled=delete_enabled, cas=cas,
-        origin=origin, log_level=log_level, warnings=warnings,
+        origin=origin, minrate=minrate, fetchtimeout=fetchtimeout, log_level=log_level,
+        warnings=warnings,
     )
 
 
@@ -339,6 +360,41 @@ def _blobttl(options: dict, base: str, delete_enabled: bool,
     return seconds
 
 
+def _minrate(options: dict, key: str, problems: list[str]) -> float | None:
+    """``minrate``: bytes per second, a number or a size with a unit (``512KiB``, ``1MB/s``);
+    0 turns the check off."""
+    if "minrate" not in options or options["minrate"] is None:
+        return DEFAULT_MINRATE
+    value = options["minrate"]
+    match = None if isinstance(value, bool) else _RATE.fullmatch(str(value).strip())
+    if match is None or (isinstance(value, (int, float)) and value < 0):
+        problems.append(f"{key}: {value!r} is not a rate in bytes per second (e.g. 1024, "
+                        "'64KiB', '1MB/s'; 0 turns the check off)")
+        return DEFAULT_MINRATE
+    rate = float(match["number"]) * _RATE_UNITS[(match["unit"] or "").lower()]
+    return rate or None
+
+
+def _fetchtimeout(options: dict, key: str, problems: list[str]) -> float | None:
+    """``fetchtimeout``: the longest one upstream transfer may take, headers and body."""
+    if "fetchtimeout" not in options or options["fetchtimeout"] is None:
+        return None
+    value = options["fetchtimeout"]
+    try:
+        seconds, had_unit = parse_duration(value)
+    except DurationError as exc:
+        problems.append(f"{key}: {exc}")
+        return None
+    if not had_unit:
+        problems.append(f"{key}: {value!r} has no unit; write one, e.g. '30m' (a bare number "
+                        "would be nanoseconds)")
+        return None
+    if seconds <= 0:
+        problems.append(f"{key}: {value!r} must be a positive duration, e.g. '30m'")
+        return None
+    return seconds
+
+
 def _cas(value: object, key: str, problems: list[str]) -> list[Path]:
     if value is None:
         return []
@@ -376,6 +432,8 @@ def describe(config: CacheConfig) -> dict:
         "addr": f"{config.addr_host}:{config.addr_port}",
         "tls": bool(config.tls),
         "cas": [str(p) for p in config.cas],
+        "minrate_bytes_s": config.minrate,
+        "fetchtimeout_s": config.fetchtimeout,
         "overrides": config.overrides,
         "test_faults": sorted(config.test_faults),
     }

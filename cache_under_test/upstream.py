@@ -3,31 +3,100 @@
 An upstream that cannot be reached, fails TLS, answers 5xx or does not answer as a registry is
 logged as ``upstream.error`` (with the failure class and address) and the next one is tried.
 Any other answer, 4xx included, is the upstream's word and goes back to the caller.
+
+Redirects (a registry may send blobs to its storage, DTR sends a user's blob GET to the user's
+cache) are followed by hand, hop by hop:
+
+- A hop that fails (unreachable, TLS, 5xx, or any 4xx: the upstream's word was the redirect, so
+  a refusal further on is a broken link) fails over to the next upstream like a failed upstream.
+- ``Authorization`` goes only to the upstream's own origin: it is dropped for good as soon as a
+  hop changes scheme, host or effective port (``same_origin``; default ports by scheme). A hop
+  from https to http is never followed at all (``insecure redirect``): credentials and blob
+  tokens would cross the network in clear.
+- A redirect to this cache itself (DTR sends a token-less pull of a user pointed at this cache
+  back here, with a signed token) is never followed: the cache would join its own fill and wait
+  on itself. Its token is verified locally (``token_verifier``, set by ``auth.Authorizer``) and
+  the blob is fetched from the same upstream with it, as a cache's signed fill request.
+
+Transfers are bounded: ``fetch_timeout`` (the whole request, headers and body) and ``min_rate``
+(bytes/s, checked over every ``RATE_WINDOW`` seconds of the body). A transfer that falls behind
+is broken off with ``UpstreamTooSlow`` and logged as ``upstream.error`` kind ``too slow``.
+
+A blob GET sent without a signed token (a pull-through request, anonymous or with the client's
+``Authorization``) may be refused for that client alone (401, 403, or 404 for a repository the
+client cannot see). Its answer must not be shared with a client that authorized otherwise;
+``wait_for_refusals`` lets such a client wait until no such request may still end refused (its
+answer is 200, or the refused answer was released, and with it the fill that carried it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
 import itertools
 import logging
-from collections.abc import Mapping
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import aiohttp
 
+from .blobtoken import TOKEN_PARAM, TokenError
 from .errors import API_VERSION_HEADER
 from .events import emit
 from .tls import classify
 
 MAX_REDIRECTS = 5
+REDIRECTS = (301, 302, 303, 307, 308)
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# The body of a transfer must bring at least min_rate x RATE_WINDOW bytes in every window.
+RATE_WINDOW = 10.0
 # Upstream answer headers a client needs to see (auth challenges, digests, paging).
 RELAYED_HEADERS = ("Content-Type", "Content-Length", "Docker-Content-Digest", "ETag",
                    "WWW-Authenticate", "Link", "Docker-Distribution-API-Version")
+_BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[a-z0-9]+(?:[+._-][a-z0-9]+)*"
+                        r":[a-zA-Z0-9=_-]+)$")
+_UNSPECIFIED = {"", "0.0.0.0", "::"}
+# Stands for "a signed token" in wait_for_refusals: never equal to any Authorization value.
+SIGNED_TOKEN = object()
+
+TokenVerifier = Callable[[str, str, str], Awaitable[object]]
 
 
 def relay_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
     """The headers of an upstream answer that are passed on to the client."""
     return {h: response.headers[h] for h in RELAYED_HEADERS if h in response.headers}
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, effective port)`` of ``url``: host lowercased, without brackets or a
+    trailing dot; the port the scheme's default when absent. ValueError when unusable."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if scheme not in DEFAULT_PORTS or not host:
+        raise ValueError(f"not an http(s) URL: {_safe(url)}")
+    return scheme, host, parts.port or DEFAULT_PORTS[scheme]
+
+
+def same_origin(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` have the same scheme, host and effective port (so credentials
+    for one may go to the other). ``https://dtr`` and ``http://dtr``, or ``https://dtr:443`` and
+    ``http://dtr:443``, are different origins; ``https://dtr`` and ``https://DTR:443`` are not."""
+    try:
+        return origin(a) == origin(b)
+    except ValueError:
+        return False
+
+
+def _safe(url: str) -> str:
+    """``url`` without its query (tokens) for logs and error details."""
+    parts = urlsplit(url)
+    return parts._replace(query="", fragment="").geturl()
 
 
 @dataclass
@@ -49,22 +118,47 @@ class AllUpstreamsFailed(Exception):
         return "; ".join(f"{f.upstream}: {f.kind} ({f.detail})" for f in self.failures)
 
 
+class UpstreamTooSlow(aiohttp.ClientPayloadError):
+    """The upstream's body fell behind ``min_rate`` or past ``fetch_timeout``."""
+
+
 @dataclass
 class UpstreamResponse:
     """A usable upstream answer; the caller must ``release()`` it."""
 
     upstream: str
     response: aiohttp.ClientResponse
+    on_release: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def release(self) -> None:
         self.response.release()
+        callbacks, self.on_release = self.on_release, []
+        for callback in callbacks:
+            callback()
+
+
+@dataclass
+class _Pending:
+    """A token-less blob GET whose answer may be a refusal for its sender alone."""
+
+    authorization: str | None
+    status: int | None = None
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class UpstreamPool:
-    """Round-robin over ``urls`` with one shared HTTP client."""
+    """Round-robin over ``urls`` with one shared HTTP client.
+
+    ``own_urls``: the URLs that reach this cache (``http.host``, the listening address), so a
+    redirect back here is recognised. ``min_rate`` (bytes/s) and ``fetch_timeout`` (s) bound a
+    transfer (None: unbounded).
+    """
 
     def __init__(self, urls: list[str], ssl_context, metrics=None, *,
-                 connect_timeout: float = 10.0, read_timeout: float = 60.0):
+                 connect_timeout: float = 10.0, read_timeout: float = 60.0,
+                 own_urls: Iterable[str] | None = None, min_rate: float | None = None,
+                 fetch_timeout: float | None = None):
         self.urls = list(urls)
         self._next = itertools.cycle(range(len(self.urls)))
         self._ssl = ssl_context
@@ -72,6 +166,14 @@ class UpstreamPool:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
                                               sock_read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
+        self.own = [o for o in (_own_origin(u) for u in own_urls or ()) if o is not None]
+        self.min_rate = min_rate
+        self.fetch_timeout = fetch_timeout
+        # Set by auth.Authorizer: verifies a blob token (token, repository, digest) or raises.
+        self.token_verifier: TokenVerifier | None = None
+        self._pending: dict[str, list[_Pending]] = {}
+        self._watches: set[asyncio.Task] = set()
+        self._local_ips: dict[str, bool] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self._ssl, limit=256, ttl_dns_cache=60)
@@ -81,6 +183,8 @@ class UpstreamPool:
         )
 
     async def close(self) -> None:
+        for task in list(self._watches):
+            task.cancel()
         if self._session:
             await self._session.close()
 
@@ -94,45 +198,238 @@ class UpstreamPool:
         """Send ``method path_qs`` to the upstreams in turn until one gives a usable answer.
 
         ``registry_api``: the answer must carry the registry API version header.
-        Redirects are followed (a registry may send blobs to its storage), dropping
-        ``Authorization`` when the host changes.
+        Redirects are followed as the module docstring says.
         """
         assert self._session is not None, "start() first"
+        headers = dict(headers or {})
+        blob = _blob_digest(path_qs)
+        pending = None
+        if blob is not None and method == "GET" and not _has_token(path_qs):
+            pending = _Pending(headers.get("Authorization"))
+            self._pending.setdefault(blob, []).append(pending)
+        try:
+            answer = await self._request(method, path_qs, headers, registry_api)
+        except BaseException:
+            if pending is not None:
+                self._settle(blob, pending, None)
+            raise
+        if pending is not None:
+            self._settle(blob, pending, answer)
+        if (method == "HEAD" and blob is not None and answer.response.status == 200
+                and not _has_token(path_qs)):
+            # Authorized with these credentials: not to be handed another client's refusal.
+            try:
+                await self.wait_for_refusals(blob, headers.get("Authorization"))
+            except BaseException:
+                answer.release()
+                raise
+        return answer
+
+    async def _request(self, method: str, path_qs: str, headers: dict,
+                       registry_api: bool) -> UpstreamResponse:
         failures = []
         for upstream in self.order():
+            began = time.monotonic()
             try:
-                response = await self._send(method, upstream + path_qs, dict(headers or {}),
-                                            registry_api)
+                async with asyncio.timeout(self.fetch_timeout) as deadline:
+                    response = await self._send(method, upstream, path_qs, dict(headers),
+                                                registry_api)
             except _Unusable as exc:
                 failures.append(self._fail(upstream, exc.kind, exc.detail))
                 continue
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                failures.append(self._fail(upstream, classify(exc), str(exc)[:300]))
+                if self.fetch_timeout is not None and deadline.expired():
+                    failures.append(self._fail(
+                        upstream, "too slow", f"no answer to {method} {_safe(path_qs)} within "
+                        f"fetchtimeout ({self.fetch_timeout:g} s)"))
+                else:
+                    failures.append(self._fail(upstream, classify(exc), str(exc)[:300]))
                 continue
-            return UpstreamResponse(upstream, response)
+            answer = UpstreamResponse(upstream, response)
+            self._watch(answer, method, path_qs, began)
+            return answer
         raise AllUpstreamsFailed(failures)
 
-    async def _send(self, method: str, url: str, headers: dict, registry_api: bool):
-        origin = urlsplit(url).netloc
+    async def _send(self, method: str, upstream: str, path_qs: str, headers: dict,
+                    registry_api: bool) -> aiohttp.ClientResponse:
+        url = upstream + path_qs
+        check_registry = registry_api
         for hop in range(MAX_REDIRECTS + 1):
             response = await self._session.request(method, url, headers=headers,
                                                    allow_redirects=False)
-            if hop == 0:
-                if response.status >= 500:
-                    response.release()
-                    raise _Unusable(f"http {response.status}", response.reason or "")
-                if registry_api and API_VERSION_HEADER not in response.headers:
-                    response.release()
-                    raise _Unusable("not a registry", f"no {API_VERSION_HEADER} header on "
-                                    f"{method} {urlsplit(url).path} (status {response.status})")
+            where = "" if hop == 0 else f" (redirect hop {hop}: {_safe(url)})"
+            if response.status >= 500 or (hop > 0 and response.status >= 400):
+                response.release()
+                raise _Unusable(f"http {response.status}",
+                                f"{response.reason or ''}{where}".strip())
+            if check_registry and API_VERSION_HEADER not in response.headers:
+                response.release()
+                raise _Unusable("not a registry", f"no {API_VERSION_HEADER} header on "
+                                f"{method} {urlsplit(url).path} (status {response.status})"
+                                f"{where}")
             location = response.headers.get("Location")
-            if response.status not in (301, 302, 303, 307, 308) or not location:
+            if response.status not in REDIRECTS or not location:
                 return response
             response.release()
-            url = urljoin(url, location)
-            if urlsplit(url).netloc != origin:
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            target = urljoin(url, location)
+            try:
+                origin(target)
+            except ValueError:
+                raise _Unusable("bad redirect", f"{method} {urlsplit(url).path} redirected "
+                                f"to {_safe(target)[:200]}") from None
+            if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http":
+                raise _Unusable("insecure redirect", f"{method} {urlsplit(url).path} "
+                                f"redirected from https to {_safe(target)}: not followed")
+            if self.is_own(target):
+                target = await self._own_redirect(upstream, target)
+                headers = _without_authorization(headers)
+                check_registry = registry_api  # the upstream again
+            else:
+                check_registry = False  # e.g. the registry's storage
+                if not same_origin(upstream, target):
+                    headers = _without_authorization(headers)
+            url = target
         raise _Unusable("redirect loop", f"more than {MAX_REDIRECTS} redirects")
+
+    # -- a redirect back to this cache ---------------------------------------------------
+
+    def is_own(self, url: str) -> bool:
+        """True when ``url`` reaches this cache: ``http.host``, or its listening address (any
+        address of this machine when it listens on all of them)."""
+        try:
+            _, host, port = origin(url)
+        except ValueError:
+            return False
+        for own_host, own_port in self.own:
+            if port != own_port:
+                continue
+            if host == own_host:
+                return True
+            if own_host in _UNSPECIFIED and self._is_local(host):
+                return True
+        return False
+
+    def _is_local(self, host: str) -> bool:
+        """``localhost``, or an IP address of this machine (one it can bind to). Names other
+        than ``localhost`` are not resolved: give such a name as ``http.host``."""
+        if host == "localhost":
+            return True
+        if host not in self._local_ips:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                self._local_ips[host] = False
+            else:
+                self._local_ips[host] = address.is_loopback or _bindable(address)
+        return self._local_ips[host]
+
+    async def _own_redirect(self, upstream: str, target: str) -> str:
+        """The upstream URL that fetches what ``target`` (this cache) was asked for, with its
+        signed token, once the token verified here; _Unusable otherwise."""
+        parts = urlsplit(target)
+        match = _BLOB_PATH.match(parts.path)
+        tokens = parse_qs(parts.query).get(TOKEN_PARAM, [])
+        if match is None or len(tokens) != 1:
+            raise _Unusable("redirect to this cache", f"the upstream redirected "
+                            f"{_safe(target)} back to this cache without a signed blob token")
+        if self.token_verifier is None:
+            raise _Unusable("redirect to this cache", "cannot verify the redirect's token")
+        try:
+            await self.token_verifier(tokens[0], match["name"], match["digest"])
+        except TokenError as exc:
+            raise _Unusable("redirect to this cache", f"the redirect's token does not "
+                            f"verify: {exc}") from None
+        emit("upstream.own_redirect", upstream=upstream, repo=match["name"],
+             digest=match["digest"], action="fetching from the upstream with its token")
+        return f"{upstream}{parts.path}?{parts.query}"
+
+    # -- refusals that must not be shared ------------------------------------------------
+
+    def _settle(self, digest: str, pending: _Pending, answer: UpstreamResponse | None) -> None:
+        """Record the answer to a token-less blob GET: a 200 is shareable with anyone
+        authorized for the blob; a refusal stays on record until its answer is released."""
+        pending.status = answer.response.status if answer is not None else None
+        pending.answered.set()
+        if answer is None or pending.status == 200:
+            pending.released.set()
+            self._forget(digest, pending)
+            return
+
+        def released() -> None:
+            pending.released.set()
+            self._forget(digest, pending)
+
+        answer.on_release.append(released)
+
+    def _forget(self, digest: str, pending: _Pending) -> None:
+        entries = self._pending.get(digest, [])
+        if pending in entries:
+            entries.remove(pending)
+        if not entries:
+            self._pending.pop(digest, None)
+
+    async def wait_for_refusals(self, digest: str, authorization: object = SIGNED_TOKEN) -> None:
+        """Wait until no token-less GET of ``digest`` sent with other credentials than
+        ``authorization`` (``SIGNED_TOKEN``: a signed token's holder) may still end refused:
+        until each has answered 200, or its refusal (and the fill it failed) is let go."""
+        while True:
+            for pending in list(self._pending.get(str(digest), ())):
+                if pending.authorization == authorization:
+                    continue  # same credentials: the same answer is right
+                if not pending.answered.is_set():
+                    await pending.answered.wait()
+                    break
+                if pending.status != 200 and not pending.released.is_set():
+                    await pending.released.wait()
+                    break
+            else:
+                return
+
+    # -- slow transfers ------------------------------------------------------------------
+
+    def _watch(self, answer: UpstreamResponse, method: str, path_qs: str,
+               began: float) -> None:
+        if method == "HEAD" or (self.min_rate is None and self.fetch_timeout is None):
+            return
+        if answer.response.content.is_eof():
+            return
+        task = asyncio.create_task(self._watchdog(answer, method, path_qs, began))
+        self._watches.add(task)
+        task.add_done_callback(self._watches.discard)
+        answer.on_release.append(task.cancel)
+
+    async def _watchdog(self, answer: UpstreamResponse, method: str, path_qs: str,
+                        began: float) -> None:
+        content = answer.response.content
+        deadline = began + self.fetch_timeout if self.fetch_timeout is not None else None
+        window_end = time.monotonic() + RATE_WINDOW if self.min_rate else None
+        window_start_bytes = 0
+        while True:
+            wake = min(t for t in (deadline, window_end, float("inf")) if t is not None)
+            if wake == float("inf"):
+                return
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+            if content.is_eof() or answer.response.closed:
+                return
+            now = time.monotonic()
+            got = content.total_bytes
+            if deadline is not None and now >= deadline:
+                self._too_slow(answer, f"{method} {_safe(path_qs)} not complete within "
+                               f"fetchtimeout ({self.fetch_timeout:g} s): {got} bytes received")
+                return
+            if window_end is not None and now >= window_end:
+                rate = (got - window_start_bytes) / RATE_WINDOW
+                if rate < self.min_rate:
+                    self._too_slow(answer, f"{method} {_safe(path_qs)}: {rate:.0f} bytes/s over "
+                                   f"the last {RATE_WINDOW:g} s, below minrate "
+                                   f"({self.min_rate:g} bytes/s); {got} bytes received")
+                    return
+                window_start_bytes, window_end = got, now + RATE_WINDOW
+
+    def _too_slow(self, answer: UpstreamResponse, detail: str) -> None:
+        self._fail(answer.upstream, "too slow", detail)
+        answer.response.content.set_exception(UpstreamTooSlow(f"upstream too slow: {detail}"))
+        answer.response.close()
 
     def _fail(self, upstream: str, kind: str, detail: str) -> UpstreamFailure:
         emit("upstream.error", logging.WARNING, upstream=upstream, kind=kind, detail=detail)
@@ -146,3 +443,33 @@ class _Unusable(Exception):
         super().__init__(kind)
         self.kind = kind
         self.detail = detail
+
+
+def _blob_digest(path_qs: str) -> str | None:
+    match = _BLOB_PATH.match(urlsplit(path_qs).path)
+    return match["digest"] if match else None
+
+
+def _has_token(path_qs: str) -> bool:
+    return TOKEN_PARAM in parse_qs(urlsplit(path_qs).query)
+
+
+def _without_authorization(headers: dict) -> dict:
+    return {k: v for k, v in headers.items() if k.lower() != "authorization"}
+
+
+def _own_origin(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` of one of this cache's own URLs (``host:port`` also accepted)."""
+    try:
+        _, host, port = origin(url if "://" in url else f"https://{url}")
+    except ValueError:
+        return None
+    return host, port
+
+
+def _bindable(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((str(address), 0))
+        return True
+    return False
