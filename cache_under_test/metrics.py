@@ -14,7 +14,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from .processes import METRICS_ENV  # set when the cache runs as several processes
+from .multiproc import METRICS_ENV  # set when the cache runs as several processes
 
 
 class Metrics:

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from .config import CacheConfig
 from .events import emit, set_process_label
+from .multiproc import METRICS_ENV
 
 PROCESSES_ENV = "DTRCACHE_PROCESSES"
-METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode
 
 SERVER_STOP_WAIT = 7.0  # a server's own shutdown allows 5 s for responses in flight
 
