@@ -19,5 +19,5 @@ if [ -n "$missing" ]; then
         ca-certificates iproute2
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[harness,dev]"
+python3 -m pip install -q --disable-pip-version-check -e ".[dev]"
 bash .ci/dockerd.sh

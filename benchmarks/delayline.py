@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from fixtures.netproxy import TcpProxy
+from dtr_cache_check.testkit.netproxy import TcpProxy
 
 _READ = 64 * 1024
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fixtures.local import LocalServer
-from fixtures.logs import distribution_requests
+from dtr_cache_check.probes.logs import distribution_requests
+from dtr_cache_check.testkit.local import LocalServer
 
 from . import load
 from .blobs import Blob, blob_path

@@ -11,8 +11,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from fixtures.local import LocalServer, free_port
-from fixtures.pki import Issued
+from dtr_cache_check.pki import Issued
+from dtr_cache_check.testkit.local import LocalServer, free_port
 
 from .blobs import Blob
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
-from fixtures.dtr import CACHE_SETTING_FIELD
-from fixtures.local import (
+from dtr_cache_check.pki import CertificateAuthority, Issued, trust_context
+from dtr_cache_check.probes.registry import RegistryClient
+from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
+from dtr_cache_check.testkit.local import (
     LocalServer,
     read_password,
     start_cache,
@@ -31,9 +32,7 @@ from fixtures.local import (
     start_registry,
     wait_ready,
 )
-from fixtures.netproxy import TcpProxy
-from fixtures.pki import CertificateAuthority, Issued, trust_context
-from fixtures.registry import RegistryClient
+from dtr_cache_check.testkit.netproxy import TcpProxy
 
 from .blobs import Blob, blob_path, seed_blob
 from .delayline import DelayLine

@@ -10,13 +10,12 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-
-from fixtures.harness.diagnosis import requires
-from fixtures.harness.steps import Steps
-from fixtures.harness.target import Target, normalize_url
-from fixtures.oci import Image, synthesize
-from fixtures.pullcycle import TRUSTS_DTR, PullCycle
-from fixtures.registry import RegistryError
+from dtr_cache_check.harness.diagnosis import requires
+from dtr_cache_check.harness.steps import Steps
+from dtr_cache_check.harness.target import Target, normalize_url
+from dtr_cache_check.probes.oci import Image, synthesize
+from dtr_cache_check.probes.pullcycle import TRUSTS_DTR, PullCycle
+from dtr_cache_check.probes.registry import RegistryError
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import warnings
 
 import pytest
-
-from fixtures import configrules as rules
-from fixtures.configrules import ERROR, NOT_CHECKED, CacheFiles, Finding
-from fixtures.harness.deployed import deployed_certificate, load_files
-from fixtures.harness.diagnosis import CONFIG, STACK, fail
-from fixtures.tlsprobe import probe
+from dtr_cache_check.harness.deployed import deployed_certificate, load_files
+from dtr_cache_check.harness.diagnosis import CONFIG, STACK, fail
+from dtr_cache_check.probes import configrules as rules
+from dtr_cache_check.probes.configrules import ERROR, NOT_CHECKED, CacheFiles, Finding
+from dtr_cache_check.probes.tlsprobe import probe
 
 
 @pytest.fixture(scope="session")

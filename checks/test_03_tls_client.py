@@ -7,6 +7,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from dtr_cache_check.harness.diagnosis import CLIENT_CACHE, CLIENT_DTR, fail, requires
+from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, TlsReport, explain, probe
 
 from dtr_cache_formats.tls_classes import (
     EXPIRED,
@@ -14,8 +16,6 @@ from dtr_cache_formats.tls_classes import (
     NOT_YET_VALID,
     UNKNOWN_AUTHORITY,
 )
-from fixtures.harness.diagnosis import CLIENT_CACHE, CLIENT_DTR, fail, requires
-from fixtures.tlsprobe import MISSING_INTERMEDIATE, TlsReport, explain, probe
 
 HOPS = [CLIENT_DTR, CLIENT_CACHE]
 EXPIRY_WARNING_DAYS = 30

@@ -8,12 +8,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-from dtr_cache_formats.registry_api import API_VERSION_HEADER
-from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY, classify
-from fixtures.configrules import downstream_options
-from fixtures.harness.deployed import deployed_file, load_files
-from fixtures.harness.diagnosis import (
+from dtr_cache_check.harness.deployed import deployed_file, load_files
+from dtr_cache_check.harness.diagnosis import (
     CACHE_DTR,
     CLIENT_CACHE,
     CLIENT_DTR,
@@ -21,7 +17,11 @@ from fixtures.harness.diagnosis import (
     fail,
     requires,
 )
-from fixtures.tlsprobe import MISSING_INTERMEDIATE, explain, probe
+from dtr_cache_check.probes.configrules import downstream_options
+from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
+
+from dtr_cache_formats.registry_api import API_VERSION_HEADER
+from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY, classify
 
 CACHE_SIDE = ("test_server_answers_tls", "test_full_chain_is_served",
               "test_certificate_names_the_host", "test_certificate_is_within_its_validity",

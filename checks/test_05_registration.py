@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fixtures.harness.diagnosis import REGISTRATION, fail, requires
-from fixtures.harness.target import normalize_url
+from dtr_cache_check.harness.diagnosis import REGISTRATION, fail, requires
+from dtr_cache_check.harness.target import normalize_url
 
 
 def test_cache_is_registered_in_dtr(target, cache_listing, registered_cache, evidence):

@@ -7,10 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from fixtures import logevidence
-from fixtures.harness.diagnosis import PULL, fail, requires
-from fixtures.pullcycle import cache_lines
+from dtr_cache_check.harness.diagnosis import PULL, fail, requires
+from dtr_cache_check.probes import logevidence
+from dtr_cache_check.probes.pullcycle import cache_lines
 
 pytestmark = pytest.mark.usefixtures("writes")
 

@@ -4,11 +4,10 @@ run's fresh digests as the nonce), show it fetched the blob and then served it f
 from __future__ import annotations
 
 import pytest
-
-from fixtures import logevidence
-from fixtures.harness.diagnosis import CACHE_DTR, LOGS, fail, requires
-from fixtures.logs import LogLine, LogSourceError
-from fixtures.pullcycle import cache_lines
+from dtr_cache_check.harness.diagnosis import CACHE_DTR, LOGS, fail, requires
+from dtr_cache_check.probes import logevidence
+from dtr_cache_check.probes.logs import LogLine, LogSourceError
+from dtr_cache_check.probes.pullcycle import cache_lines
 
 NO_LOGS = ("no --cache-logs: say where the cache logs (docker:CONTAINER, service:NAME, "
            "file:PATH, cmd:COMMAND) to read its evidence")

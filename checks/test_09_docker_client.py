@@ -6,11 +6,10 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
-
-from fixtures import logevidence
-from fixtures.dockerclient import daemon_available, trusted_registries
-from fixtures.harness.diagnosis import DOCKER, fail, requires
-from fixtures.pullcycle import cache_lines
+from dtr_cache_check.harness.diagnosis import DOCKER, fail, requires
+from dtr_cache_check.probes import logevidence
+from dtr_cache_check.probes.dockerclient import daemon_available, trusted_registries
+from dtr_cache_check.probes.pullcycle import cache_lines
 
 
 def test_docker_pull_is_served_by_the_cache(target, push_image, evidence, writes):

@@ -11,12 +11,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from dtr_cache_check.harness import redaction
+from dtr_cache_check.harness.diagnosis import (
+    CLIENT_CACHE,
+    FILES,
+    REGISTRATION,
+    SECURITY,
+    fail,
+    requires,
+)
+from dtr_cache_check.harness.report import EVIDENCE_KEY
+from dtr_cache_check.reference.dtr.minting import mint, unverified_expiry
 
 from dtr_cache_formats.blob_token import JWKS_PATH, TOKEN_PARAM
-from fixtures.dtr.minting import mint, unverified_expiry
-from fixtures.harness import redaction
-from fixtures.harness.diagnosis import CLIENT_CACHE, FILES, REGISTRATION, SECURITY, fail, requires
-from fixtures.harness.report import EVIDENCE_KEY
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,11 @@ import docker.errors
 import httpx
 import pytest
 from docker.models.containers import Container
-
-from fixtures import images
-from fixtures.dtr import ADMIN
-from fixtures.local import free_port, read_password
-from fixtures.pki import CertificateAuthority, trust_context, write_seed_certs
-from fixtures.seed import cache_config, write_yaml
+from dtr_cache_check.pki import CertificateAuthority, trust_context, write_seed_certs
+from dtr_cache_check.reference import images
+from dtr_cache_check.reference.dtr import ADMIN
+from dtr_cache_check.reference.seed_templates import cache_config, write_yaml
+from dtr_cache_check.testkit.local import free_port, read_password
 
 pytestmark = pytest.mark.docker
 

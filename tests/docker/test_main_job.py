@@ -13,9 +13,8 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-
-from fixtures.local import REPO_ROOT
-from fixtures.stack import down
+from dtr_cache_check.reference.stack import down
+from dtr_cache_check.testkit.local import REPO_ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")

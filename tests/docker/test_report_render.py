@@ -21,8 +21,7 @@ from html import unescape
 from pathlib import Path
 
 import pytest
-
-from fixtures.local import REPO_ROOT
+from dtr_cache_check.testkit.local import REPO_ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -84,9 +83,9 @@ def chromium() -> str:
 def write_deploy_dir(directory: Path, broken: bool) -> None:
     """A seed-style deployment directory; broken: blobttl without storage.delete.enabled and
     the cache's certificate without its intermediate (two root causes)."""
-    from fixtures.pki import write_seed_certs
-    from fixtures.seed import cache_config, stack_file, write_yaml
-    from fixtures.stack.files import Pki
+    from dtr_cache_check.pki import write_seed_certs
+    from dtr_cache_check.reference.seed_templates import cache_config, stack_file, write_yaml
+    from dtr_cache_check.reference.stack.write_files import Pki
 
     pki = Pki.create()
     write_seed_certs(directory / "certs", pki.cache_leaf(["cache.example.com"]), pki.dtr_ca,

@@ -10,15 +10,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from dtr_cache_check.pki import trust_context
+from dtr_cache_check.probes.dockerclient import trusted_registries
+from dtr_cache_check.probes.logs import LogSource, events
+from dtr_cache_check.probes.oci import synthesize
+from dtr_cache_check.probes.registry import RegistryClient, verify_digest
+from dtr_cache_check.reference.stack import Deployment, down, up
+from dtr_cache_check.reference.stack.record import LABEL, STACK_NAME
 
 from cache_under_test.blobtoken import TOKEN_PARAM
-from fixtures.dockerclient import trusted_registries
-from fixtures.logs import LogSource, events
-from fixtures.oci import synthesize
-from fixtures.pki import trust_context
-from fixtures.registry import RegistryClient, verify_digest
-from fixtures.stack import Deployment, down, up
-from fixtures.stack.record import LABEL, STACK_NAME
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -139,7 +139,7 @@ def test_real_docker_pull_goes_through_the_cache(deployment, engine):
 
 
 def test_failed_up_fails_fast_with_the_reason_and_down_cleans_it(engine, tmp_path):
-    from fixtures.stack import StackError
+    from dtr_cache_check.reference.stack import StackError
 
     base = tmp_path / "broken"
     with pytest.raises(StackError) as info:

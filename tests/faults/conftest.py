@@ -5,8 +5,7 @@ from __future__ import annotations
 import docker
 import docker.errors
 import pytest
-
-from fixtures.faults.bench import FaultBench
+from dtr_cache_check.testkit.faults.bench import FaultBench
 
 
 @pytest.fixture(scope="session")

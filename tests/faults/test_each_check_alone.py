@@ -7,8 +7,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
-from fixtures.faults.bench import Outcome
+from dtr_cache_check.testkit.faults.bench import Outcome
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # Bridge mode runs no swarm: the placement rule cannot be evaluated against nodes (it is in

@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from fixtures.faults.bench import Outcome
-from fixtures.faults.catalog import FAULTS, TTL_CHECK, Fault
-from fixtures.faults.doc import DOC_PATH, render
+from dtr_cache_check.testkit.faults.bench import Outcome
+from dtr_cache_check.testkit.faults.catalog import FAULTS, TTL_CHECK, Fault
+from dtr_cache_check.testkit.faults.doc import DOC_PATH, render
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 FAILED = ("failed", "error")
@@ -76,7 +75,7 @@ def test_every_check_can_be_made_to_fail_first():
     import subprocess
     import sys
 
-    from fixtures.local import REPO_ROOT
+    from dtr_cache_check.testkit.local import REPO_ROOT
 
     listed = subprocess.run([sys.executable, "-m", "pytest", "checks/", "--collect-only", "-q",
                              "-p", "no:cacheprovider"], cwd=REPO_ROOT, capture_output=True,

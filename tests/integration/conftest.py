@@ -13,9 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from fixtures.dtr import CACHE_SETTING_FIELD
-from fixtures.local import (
+from dtr_cache_check.pki import CertificateAuthority, Issued, trust_context
+from dtr_cache_check.probes.logs import distribution_requests, events
+from dtr_cache_check.probes.registry import RegistryClient
+from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
+from dtr_cache_check.testkit.local import (
     LocalServer,
     read_password,
     start_cache,
@@ -23,9 +25,6 @@ from fixtures.local import (
     start_registry,
     wait_ready,
 )
-from fixtures.logs import distribution_requests, events
-from fixtures.pki import CertificateAuthority, Issued, trust_context
-from fixtures.registry import RegistryClient
 
 
 @dataclass
@@ -240,8 +239,8 @@ class ThreadedApp:
         import asyncio
         import threading
 
-        from fixtures.local import free_port
-        from fixtures.pki import server_context
+        from dtr_cache_check.pki import server_context
+        from dtr_cache_check.testkit.local import free_port
 
         self.app = app
         self.port = free_port()
@@ -356,8 +355,8 @@ def cache_with_options(tmp_path, pki, servers) -> Callable[..., LocalServer]:
     (e.g. ``{"minrate": 100, "fetchtimeout": "2s"}``)."""
     import sys
 
-    from fixtures.local import REPO_ROOT, _spawn, free_port
-    from fixtures.seed import cache_config, write_yaml
+    from dtr_cache_check.reference.seed_templates import cache_config, write_yaml
+    from dtr_cache_check.testkit.local import REPO_ROOT, _spawn, free_port
 
     counter = iter(range(100))
 

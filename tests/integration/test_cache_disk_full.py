@@ -19,9 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from fixtures.logs import events
-from fixtures.registry import verify_digest
+from dtr_cache_check.probes.logs import events
+from dtr_cache_check.probes.registry import verify_digest
 
 from .conftest import stored_files, wait_for_event
 

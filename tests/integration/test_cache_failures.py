@@ -8,12 +8,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-
-from fixtures.local import free_port, start_registry, wait_ready
-from fixtures.logs import events
-from fixtures.netproxy import TcpProxy
-from fixtures.pki import CertificateAuthority, server_context
-from fixtures.registry import verify_digest
+from dtr_cache_check.pki import CertificateAuthority, server_context
+from dtr_cache_check.probes.logs import events
+from dtr_cache_check.probes.registry import verify_digest
+from dtr_cache_check.testkit.local import free_port, start_registry, wait_ready
+from dtr_cache_check.testkit.netproxy import TcpProxy
 
 from .conftest import stored_files, upstream_gets, wait_for_event
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
-from fixtures.registry import verify_digest
+from dtr_cache_check.probes.registry import verify_digest
 
 pytestmark = pytest.mark.integration
 

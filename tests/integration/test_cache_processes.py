@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from fixtures.local import REPO_ROOT, LocalServer
-from fixtures.logs import events
+from dtr_cache_check.probes.logs import events
+from dtr_cache_check.testkit.local import REPO_ROOT, LocalServer
 
 from .conftest import upstream_gets, wait_for_event
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from fixtures.logs import events
-from fixtures.registry import verify_digest
+from dtr_cache_check.probes.logs import events
+from dtr_cache_check.probes.registry import verify_digest
 
 from .conftest import stored_files, upstream_gets, wait_for_event
 
@@ -148,7 +147,7 @@ def test_manifests_pass_through_by_tag(registry, make_cache, push, client, pki):
 
 
 def test_config_error_exits_before_binding(tmp_path, pki, make_cache):
-    from fixtures.local import free_port
+    from dtr_cache_check.testkit.local import free_port
 
     port = free_port()
     cache = make_cache(["not-a-url"], wait=False, port=port, blobttl="24h")

@@ -9,10 +9,9 @@ import os
 import httpx
 import pytest
 from aiohttp import web
-
-from fixtures.logs import events
-from fixtures.registry import RegistryClient, verify_digest
-from fixtures.seed import cache_config
+from dtr_cache_check.probes.logs import events
+from dtr_cache_check.probes.registry import RegistryClient, verify_digest
+from dtr_cache_check.reference.seed_templates import cache_config
 
 from .conftest import Stack, upstream_gets, wait_for_event
 

@@ -8,10 +8,9 @@ from datetime import datetime
 
 import httpx
 import pytest
-
-from fixtures.logs import events
-from fixtures.netproxy import TcpProxy
-from fixtures.registry import verify_digest
+from dtr_cache_check.probes.logs import events
+from dtr_cache_check.probes.registry import verify_digest
+from dtr_cache_check.testkit.netproxy import TcpProxy
 
 from .conftest import upstream_gets, wait_for_event
 

@@ -13,6 +13,7 @@ import time
 import httpx
 import pytest
 from aiohttp import web
+from dtr_cache_check.reference.seed_templates import cache_config
 
 from cache_under_test.blobtoken import (
     JWKS_PATH,
@@ -23,7 +24,6 @@ from cache_under_test.blobtoken import (
     jwks,
 )
 from cache_under_test.config import ConfigError, validate
-from fixtures.seed import cache_config
 
 from .conftest import wait_for_event
 

@@ -7,10 +7,9 @@ import os
 import bcrypt
 import httpx
 import pytest
-
-from fixtures.local import start_registry, wait_ready
-from fixtures.logs import events
-from fixtures.registry import RegistryClient, verify_digest
+from dtr_cache_check.probes.logs import events
+from dtr_cache_check.probes.registry import RegistryClient, verify_digest
+from dtr_cache_check.testkit.local import start_registry, wait_ready
 
 pytestmark = pytest.mark.integration
 

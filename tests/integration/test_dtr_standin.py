@@ -16,20 +16,20 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
-
-from cache_under_test.blobtoken import JWKS_PATH, TOKEN_PARAM, KeySet
-from fixtures.dtr import CACHE_SETTING_FIELD
-from fixtures.local import (
+from dtr_cache_check.pki import CertificateAuthority, trust_context
+from dtr_cache_check.probes.logs import events
+from dtr_cache_check.probes.oci import Image, synthesize
+from dtr_cache_check.probes.registry import RegistryClient, RegistryError, verify_digest
+from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
+from dtr_cache_check.testkit.local import (
     LocalServer,
     free_port,
     start_cache,
     start_dtr,
     wait_ready,
 )
-from fixtures.logs import events
-from fixtures.oci import Image, synthesize
-from fixtures.pki import CertificateAuthority, trust_context
-from fixtures.registry import RegistryClient, RegistryError, verify_digest
+
+from cache_under_test.blobtoken import JWKS_PATH, TOKEN_PARAM, KeySet
 
 from .conftest import CACHES, Stack
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from fixtures import configrules as cr
-from fixtures.configrules import ERROR, WARNING, CacheFiles, Finding
-from fixtures.pki import CertificateAuthority, write_seed_certs
-from fixtures.seed import cache_config, stack_file, write_yaml
+from dtr_cache_check.pki import CertificateAuthority, write_seed_certs
+from dtr_cache_check.probes import configrules as cr
+from dtr_cache_check.probes.configrules import ERROR, WARNING, CacheFiles, Finding
+from dtr_cache_check.reference.seed_templates import cache_config, stack_file, write_yaml
 
 IMAGE = "docker/dtr-content-cache:2.7.5"
 OPTS = "middleware.registry[downstream].options"

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-
-from fixtures.dtr.caches import CacheRefused, connect_target, probe
-from fixtures.dtr.config import ConfigError, parse_config
-from fixtures.pki import CertificateAuthority, Issued, server_context, trust_context
+from dtr_cache_check.pki import CertificateAuthority, Issued, server_context, trust_context
+from dtr_cache_check.reference.dtr.caches import CacheRefused, connect_target, probe
+from dtr_cache_check.reference.dtr.config import ConfigError, parse_config
 
 ROOT = CertificateAuthority.create("connect_to Test Root CA")
 CA = ROOT.intermediate("connect_to Test Intermediate CA")

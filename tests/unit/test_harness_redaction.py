@@ -4,8 +4,7 @@ even with a one-letter or dictionary-word password."""
 from __future__ import annotations
 
 import pytest
-
-from fixtures.harness.redaction import MASK, Redactor
+from dtr_cache_check.harness.redaction import MASK, Redactor
 
 ORDINARY = ("[client->DTR] cannot connect to https://dtr.example:443: connection refused. "
             "Fix: check the address. test_expired_copy_is_fetched_again; the password field; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ast
 
-from fixtures.local import REPO_ROOT
+from dtr_cache_check.testkit.local import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "cache_under_test"
 
@@ -39,3 +39,15 @@ def test_the_cache_has_no_import_circle():
     for start in graph:
         visit(start, [start])
     assert not circles, "import circles:\n" + "\n".join(sorted(set(circles))[:10])
+
+
+def test_every_package_folder_is_in_the_wheel():
+    """pyproject.toml lists the installed packages by hand (fixtures/ installs under another
+    name): a folder added under fixtures/ must be listed, or the installed tool breaks."""
+    import tomllib
+
+    with open(REPO_ROOT / "pyproject.toml", "rb") as fh:
+        listed = set(tomllib.load(fh)["tool"]["setuptools"]["packages"])
+    folders = {"dtr_cache_check" + "".join(f".{part}" for part in init.parent.relative_to(
+        REPO_ROOT / "fixtures").parts) for init in (REPO_ROOT / "fixtures").rglob("__init__.py")}
+    assert folders <= listed, sorted(folders - listed)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import ast
 
-from fixtures.local import REPO_ROOT
+from dtr_cache_check.testkit.local import REPO_ROOT
 
-# Code that builds or breaks the reference deployment may start the reference cache.
-ALLOWED = ("fixtures/dtr/", "fixtures/stack/", "fixtures/faults/", "fixtures/images.py")
+# Code that builds the reference deployment (fixtures/reference) or breaks it for the fault
+# matrix (fixtures/testkit) may use the reference cache's code; the harness and the probes not.
+ALLOWED = ("fixtures/reference/", "fixtures/testkit/")
 
 
 def imports_of(path) -> set[str]:

@@ -9,8 +9,7 @@ import json
 import tarfile
 
 import pytest
-
-from fixtures import oci
+from dtr_cache_check.probes import oci
 
 
 def _sha(data: bytes) -> str:

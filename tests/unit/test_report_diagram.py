@@ -15,9 +15,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from fixtures.harness import diagram, redaction, report, report_assets
-from fixtures.harness.diagnosis import (
+from dtr_cache_check.harness import diagram, redaction, report, report_assets
+from dtr_cache_check.harness.diagnosis import (
     CACHE_DTR,
     CLIENT_CACHE,
     CLIENT_DTR,
@@ -31,9 +30,9 @@ from fixtures.harness.diagnosis import (
     consequence,
     first_line,
 )
-from fixtures.harness.diagram import FAILED, NOT_RUN, PASSED, SKIPPED, STYLE
-from fixtures.harness.verdict import Result, compute
-from fixtures.local import REPO_ROOT
+from dtr_cache_check.harness.diagram import FAILED, NOT_RUN, PASSED, SKIPPED, STYLE
+from dtr_cache_check.harness.verdict import Result, compute
+from dtr_cache_check.testkit.local import REPO_ROOT
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -304,9 +303,9 @@ def test_a_checks_run_writes_a_self_contained_report_wherever_it_goes(tmp_path):
 
 def write_seed_dir(directory: Path) -> None:
     """A seed-style deployment directory that passes the static checks."""
-    from fixtures.pki import write_seed_certs
-    from fixtures.seed import cache_config, stack_file, write_yaml
-    from fixtures.stack.files import Pki
+    from dtr_cache_check.pki import write_seed_certs
+    from dtr_cache_check.reference.seed_templates import cache_config, stack_file, write_yaml
+    from dtr_cache_check.reference.stack.write_files import Pki
 
     pki = Pki.create()
     write_seed_certs(directory / "certs", pki.cache_leaf(["cache.example.com"]), pki.dtr_ca)

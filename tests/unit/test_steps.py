@@ -4,10 +4,9 @@ check fails as "consequence of <owner>", or is skipped with the step's reason.""
 from __future__ import annotations
 
 import pytest
-
-from fixtures.harness import diagnosis
-from fixtures.harness.evidence import Evidence
-from fixtures.harness.steps import Steps
+from dtr_cache_check.harness import diagnosis
+from dtr_cache_check.harness.evidence import Evidence
+from dtr_cache_check.harness.steps import Steps
 
 
 def as_check(name: str):

@@ -13,9 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from fixtures.pki import CertificateAuthority, Issued, fingerprint_sha256, server_context
-from fixtures.tlsprobe import (
+from dtr_cache_check.pki import CertificateAuthority, Issued, fingerprint_sha256, server_context
+from dtr_cache_check.probes.tlsprobe import (
     MISSING_INTERMEDIATE,
     TlsReport,
     explain,

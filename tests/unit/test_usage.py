@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
-from fixtures.harness import usage
-from fixtures.local import REPO_ROOT
+from dtr_cache_check.harness import usage
+from dtr_cache_check.testkit.local import REPO_ROOT
 
 
 def run_checks(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -3,8 +3,8 @@ with root causes first and every consequence folded under its root, named once."
 
 from __future__ import annotations
 
-from fixtures.harness import diagnosis
-from fixtures.harness.verdict import (
+from dtr_cache_check.harness import diagnosis
+from dtr_cache_check.harness.verdict import (
     ESSENTIAL,
     NOT_PROVEN,
     NOT_READY,
