@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
 from dtr_cache_check.pki import CertificateAuthority, Issued, trust_context
 from dtr_cache_check.probes.registry import RegistryClient
 from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD

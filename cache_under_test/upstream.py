@@ -32,12 +32,9 @@ answer is 200, or the refused answer was released, and with it the fill that car
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import itertools
 import logging
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,11 +45,11 @@ import aiohttp
 from .blobtoken import TOKEN_PARAM, TokenError
 from .errors import API_VERSION_HEADER
 from .events import emit
+from .origins import OwnOrigins, origin, safe_url, same_origin
 from .tls import classify
 
 MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
-DEFAULT_PORTS = {"http": 80, "https": 443}
 # The body of a transfer must bring at least min_rate x RATE_WINDOW bytes in every window.
 RATE_WINDOW = 10.0
 # Upstream answer headers a client needs to see (auth challenges, digests, paging).
@@ -60,7 +57,6 @@ RELAYED_HEADERS = ("Content-Type", "Content-Length", "Docker-Content-Digest", "E
                    "WWW-Authenticate", "Link", "Docker-Distribution-API-Version")
 _BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[a-z0-9]+(?:[+._-][a-z0-9]+)*"
                         r":[a-zA-Z0-9=_-]+)$")
-_UNSPECIFIED = {"", "0.0.0.0", "::"}
 # Stands for "a signed token" in wait_for_refusals: never equal to any Authorization value.
 SIGNED_TOKEN = object()
 
@@ -70,33 +66,6 @@ TokenVerifier = Callable[[str, str, str], Awaitable[object]]
 def relay_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
     """The headers of an upstream answer that are passed on to the client."""
     return {h: response.headers[h] for h in RELAYED_HEADERS if h in response.headers}
-
-
-def origin(url: str) -> tuple[str, str, int]:
-    """``(scheme, host, effective port)`` of ``url``: host lowercased, without brackets or a
-    trailing dot; the port the scheme's default when absent. ValueError when unusable."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".")
-    if scheme not in DEFAULT_PORTS or not host:
-        raise ValueError(f"not an http(s) URL: {_safe(url)}")
-    return scheme, host, parts.port or DEFAULT_PORTS[scheme]
-
-
-def same_origin(a: str, b: str) -> bool:
-    """True when ``a`` and ``b`` have the same scheme, host and effective port (so credentials
-    for one may go to the other). ``https://dtr`` and ``http://dtr``, or ``https://dtr:443`` and
-    ``http://dtr:443``, are different origins; ``https://dtr`` and ``https://DTR:443`` are not."""
-    try:
-        return origin(a) == origin(b)
-    except ValueError:
-        return False
-
-
-def _safe(url: str) -> str:
-    """``url`` without its query (tokens) for logs and error details."""
-    parts = urlsplit(url)
-    return parts._replace(query="", fragment="").geturl()
 
 
 @dataclass
@@ -166,14 +135,13 @@ class UpstreamPool:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout,
                                               sock_read=read_timeout)
         self._session: aiohttp.ClientSession | None = None
-        self.own = [o for o in (_own_origin(u) for u in own_urls or ()) if o is not None]
+        self.own = OwnOrigins(own_urls or ())
         self.min_rate = min_rate
         self.fetch_timeout = fetch_timeout
         # Set by auth.Authorizer: verifies a blob token (token, repository, digest) or raises.
         self.token_verifier: TokenVerifier | None = None
         self._pending: dict[str, list[_Pending]] = {}
         self._watches: set[asyncio.Task] = set()
-        self._local_ips: dict[str, bool] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(ssl=self._ssl, limit=256, ttl_dns_cache=60)
@@ -240,7 +208,7 @@ class UpstreamPool:
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if self.fetch_timeout is not None and deadline.expired():
                     failures.append(self._fail(
-                        upstream, "too slow", f"no answer to {method} {_safe(path_qs)} within "
+                        upstream, "too slow", f"no answer to {method} {safe_url(path_qs)} within "
                         f"fetchtimeout ({self.fetch_timeout:g} s)"))
                 else:
                     failures.append(self._fail(upstream, classify(exc), str(exc)[:300]))
@@ -257,7 +225,7 @@ class UpstreamPool:
         for hop in range(MAX_REDIRECTS + 1):
             response = await self._session.request(method, url, headers=headers,
                                                    allow_redirects=False)
-            where = "" if hop == 0 else f" (redirect hop {hop}: {_safe(url)})"
+            where = "" if hop == 0 else f" (redirect hop {hop}: {safe_url(url)})"
             if response.status >= 500 or (hop > 0 and response.status >= 400):
                 response.release()
                 raise _Unusable(f"http {response.status}",
@@ -276,11 +244,11 @@ class UpstreamPool:
                 origin(target)
             except ValueError:
                 raise _Unusable("bad redirect", f"{method} {urlsplit(url).path} redirected "
-                                f"to {_safe(target)[:200]}") from None
+                                f"to {safe_url(target)[:200]}") from None
             if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http":
                 raise _Unusable("insecure redirect", f"{method} {urlsplit(url).path} "
-                                f"redirected from https to {_safe(target)}: not followed")
-            if self.is_own(target):
+                                f"redirected from https to {safe_url(target)}: not followed")
+            if self.own.reaches(target):
                 target = await self._own_redirect(upstream, target)
                 headers = _without_authorization(headers)
                 check_registry = registry_api  # the upstream again
@@ -293,36 +261,6 @@ class UpstreamPool:
 
     # -- a redirect back to this cache ---------------------------------------------------
 
-    def is_own(self, url: str) -> bool:
-        """True when ``url`` reaches this cache: ``http.host``, or its listening address (any
-        address of this machine when it listens on all of them)."""
-        try:
-            _, host, port = origin(url)
-        except ValueError:
-            return False
-        for own_host, own_port in self.own:
-            if port != own_port:
-                continue
-            if host == own_host:
-                return True
-            if own_host in _UNSPECIFIED and self._is_local(host):
-                return True
-        return False
-
-    def _is_local(self, host: str) -> bool:
-        """``localhost``, or an IP address of this machine (one it can bind to). Names other
-        than ``localhost`` are not resolved: give such a name as ``http.host``."""
-        if host == "localhost":
-            return True
-        if host not in self._local_ips:
-            try:
-                address = ipaddress.ip_address(host)
-            except ValueError:
-                self._local_ips[host] = False
-            else:
-                self._local_ips[host] = address.is_loopback or _bindable(address)
-        return self._local_ips[host]
-
     async def _own_redirect(self, upstream: str, target: str) -> str:
         """The upstream URL that fetches what ``target`` (this cache) was asked for, with its
         signed token, once the token verified here; _Unusable otherwise."""
@@ -331,7 +269,7 @@ class UpstreamPool:
         tokens = parse_qs(parts.query).get(TOKEN_PARAM, [])
         if match is None or len(tokens) != 1:
             raise _Unusable("redirect to this cache", f"the upstream redirected "
-                            f"{_safe(target)} back to this cache without a signed blob token")
+                            f"{safe_url(target)} back to this cache without a signed blob token")
         if self.token_verifier is None:
             raise _Unusable("redirect to this cache", "cannot verify the redirect's token")
         try:
@@ -414,13 +352,13 @@ class UpstreamPool:
             now = time.monotonic()
             got = content.total_bytes
             if deadline is not None and now >= deadline:
-                self._too_slow(answer, f"{method} {_safe(path_qs)} not complete within "
+                self._too_slow(answer, f"{method} {safe_url(path_qs)} not complete within "
                                f"fetchtimeout ({self.fetch_timeout:g} s): {got} bytes received")
                 return
             if window_end is not None and now >= window_end:
                 rate = (got - window_start_bytes) / RATE_WINDOW
                 if rate < self.min_rate:
-                    self._too_slow(answer, f"{method} {_safe(path_qs)}: {rate:.0f} bytes/s over "
+                    self._too_slow(answer, f"{method} {safe_url(path_qs)}: {rate:.0f} bytes/s over "
                                    f"the last {RATE_WINDOW:g} s, below minrate "
                                    f"({self.min_rate:g} bytes/s); {got} bytes received")
                     return
@@ -456,20 +394,3 @@ def _has_token(path_qs: str) -> bool:
 
 def _without_authorization(headers: dict) -> dict:
     return {k: v for k, v in headers.items() if k.lower() != "authorization"}
-
-
-def _own_origin(url: str) -> tuple[str, int] | None:
-    """``(host, port)`` of one of this cache's own URLs (``host:port`` also accepted)."""
-    try:
-        _, host, port = origin(url if "://" in url else f"https://{url}")
-    except ValueError:
-        return None
-    return host, port
-
-
-def _bindable(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
-    with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((str(address), 0))
-        return True
-    return False

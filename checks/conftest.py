@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+
 from dtr_cache_check.harness.diagnosis import requires
 from dtr_cache_check.harness.steps import Steps
 from dtr_cache_check.harness.target import Target, normalize_url

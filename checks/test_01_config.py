@@ -5,10 +5,13 @@ from __future__ import annotations
 import warnings
 
 import pytest
+
 from dtr_cache_check.harness.deployed import deployed_certificate, load_files
 from dtr_cache_check.harness.diagnosis import CONFIG, STACK, fail
 from dtr_cache_check.probes import configrules as rules
-from dtr_cache_check.probes.configrules import ERROR, NOT_CHECKED, CacheFiles, Finding
+from dtr_cache_check.probes import stackrules
+from dtr_cache_check.probes.deployed_files import CacheFiles
+from dtr_cache_check.probes.findings import ERROR, NOT_CHECKED, Finding
 from dtr_cache_check.probes.tlsprobe import probe
 
 
@@ -54,17 +57,17 @@ def test_upstreams_are_https(files, evidence):
 
 def test_cas_files_are_mounted(files, evidence):
     """Every cas file is mounted into the cache where config.yml expects it."""
-    judge(rules.rule_cas_files_mounted(files), evidence)
+    judge(stackrules.rule_cas_files_mounted(files), evidence)
 
 
 def test_tls_files_are_mounted(files, evidence):
     """http.tls's certificate and key are mounted as secrets where config.yml expects them."""
-    judge(rules.rule_tls_paths_mounted(files), evidence)
+    judge(stackrules.rule_tls_paths_mounted(files), evidence)
 
 
 def test_published_port_is_the_listening_port(files, evidence):
     """The port in http.addr is the one the stack publishes."""
-    judge(rules.rule_published_port_matches_addr(files), evidence)
+    judge(stackrules.rule_published_port_matches_addr(files), evidence)
 
 
 def test_http_secret_is_not_the_placeholder(files, evidence):
@@ -85,19 +88,19 @@ def test_http_host_is_covered_by_the_certificate(target, files, evidence):
 def test_placement_constraint_matches_a_node(target, files, evidence):
     """The service is pinned with a placement constraint, and some node of the swarm that runs
     the cache (the reference swarm, or the one --cache-host manages) satisfies it."""
-    judge(rules.rule_placement_constraint(files, target.swarm_nodes), evidence)
+    judge(stackrules.rule_placement_constraint(files, target.swarm_nodes), evidence)
 
 
 def test_restart_policy(files, evidence):
     """The service restarts on failure."""
-    judge(rules.rule_restart_policy(files), evidence)
+    judge(stackrules.rule_restart_policy(files), evidence)
 
 
 def test_configs_and_secrets_are_declared(files, evidence):
     """Every config and secret the service uses is declared with a file that exists."""
-    judge(rules.rule_configs_and_secrets_declared(files), evidence)
+    judge(stackrules.rule_configs_and_secrets_declared(files), evidence)
 
 
 def test_image_matches_the_dtr_version(target, files, evidence):
     """The cache image's tag matches DTR's version, where DTR's version is known."""
-    judge(rules.rule_image_matches_dtr_version(files, target.dtr_version), evidence)
+    judge(stackrules.rule_image_matches_dtr_version(files, target.dtr_version), evidence)

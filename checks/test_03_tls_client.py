@@ -7,9 +7,9 @@ from __future__ import annotations
 import warnings
 
 import pytest
+
 from dtr_cache_check.harness.diagnosis import CLIENT_CACHE, CLIENT_DTR, fail, requires
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, TlsReport, explain, probe
-
 from dtr_cache_formats.tls_classes import (
     EXPIRED,
     HOSTNAME_MISMATCH,

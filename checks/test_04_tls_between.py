@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
 from dtr_cache_check.harness.deployed import deployed_file, load_files
 from dtr_cache_check.harness.diagnosis import (
     CACHE_DTR,
@@ -17,9 +18,8 @@ from dtr_cache_check.harness.diagnosis import (
     fail,
     requires,
 )
-from dtr_cache_check.probes.configrules import downstream_options
+from dtr_cache_check.probes.deployed_files import downstream_options
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
-
 from dtr_cache_formats.registry_api import API_VERSION_HEADER
 from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY, classify
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from dtr_cache_check.harness.diagnosis import PULL, fail, requires
 from dtr_cache_check.probes import logevidence
 from dtr_cache_check.probes.pullcycle import cache_lines

@@ -4,6 +4,7 @@ run's fresh digests as the nonce), show it fetched the blob and then served it f
 from __future__ import annotations
 
 import pytest
+
 from dtr_cache_check.harness.diagnosis import CACHE_DTR, LOGS, fail, requires
 from dtr_cache_check.probes import logevidence
 from dtr_cache_check.probes.logs import LogLine, LogSourceError

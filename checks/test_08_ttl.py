@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+
 from dtr_cache_check.harness.deployed import load_files
 from dtr_cache_check.harness.diagnosis import TTL, fail, requires
 from dtr_cache_check.harness.verdict import TTL_TOO_LONG, TTL_UNSET
 from dtr_cache_check.probes import logevidence
 from dtr_cache_check.probes.pullcycle import cache_lines, judge_cache_answer, transport_failure
-
 from dtr_cache_formats.durations import human, parse_duration
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
+
 from dtr_cache_check.harness.diagnosis import DOCKER, fail, requires
 from dtr_cache_check.probes import logevidence
 from dtr_cache_check.probes.dockerclient import daemon_available, trusted_registries

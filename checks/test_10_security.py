@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+
 from dtr_cache_check.harness import redaction
 from dtr_cache_check.harness.diagnosis import (
     CLIENT_CACHE,
@@ -22,7 +23,6 @@ from dtr_cache_check.harness.diagnosis import (
 )
 from dtr_cache_check.harness.report import EVIDENCE_KEY
 from dtr_cache_check.reference.dtr.minting import mint, unverified_expiry
-
 from dtr_cache_formats.blob_token import JWKS_PATH, TOKEN_PARAM
 
 

@@ -17,6 +17,7 @@ import docker.errors
 import httpx
 import pytest
 from docker.models.containers import Container
+
 from dtr_cache_check.pki import CertificateAuthority, trust_context, write_seed_certs
 from dtr_cache_check.reference import images
 from dtr_cache_check.reference.dtr import ADMIN

@@ -13,6 +13,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+
 from dtr_cache_check.reference.stack import down
 from dtr_cache_check.testkit.local import REPO_ROOT
 

@@ -21,6 +21,7 @@ from html import unescape
 from pathlib import Path
 
 import pytest
+
 from dtr_cache_check.testkit.local import REPO_ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

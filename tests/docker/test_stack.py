@@ -10,6 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+
+from cache_under_test.blobtoken import TOKEN_PARAM
 from dtr_cache_check.pki import trust_context
 from dtr_cache_check.probes.dockerclient import trusted_registries
 from dtr_cache_check.probes.logs import LogSource, events
@@ -17,8 +19,6 @@ from dtr_cache_check.probes.oci import synthesize
 from dtr_cache_check.probes.registry import RegistryClient, verify_digest
 from dtr_cache_check.reference.stack import Deployment, down, up
 from dtr_cache_check.reference.stack.record import LABEL, STACK_NAME
-
-from cache_under_test.blobtoken import TOKEN_PARAM
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from dtr_cache_check.reference.stack import down, up
 from dtr_cache_check.reference.stack.record import CACHE_NAME, CACHE_USER
 from dtr_cache_check.testkit.local import REPO_ROOT

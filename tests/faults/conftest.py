@@ -5,6 +5,7 @@ from __future__ import annotations
 import docker
 import docker.errors
 import pytest
+
 from dtr_cache_check.testkit.faults.bench import FaultBench
 
 

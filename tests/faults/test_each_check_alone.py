@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from dtr_cache_check.testkit.faults.bench import Outcome
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

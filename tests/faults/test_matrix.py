@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from dtr_cache_check.testkit.faults.bench import Outcome
 from dtr_cache_check.testkit.faults.catalog import FAULTS, TTL_CHECK, Fault
 from dtr_cache_check.testkit.faults.doc import DOC_PATH, render

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from dtr_cache_check.pki import CertificateAuthority, Issued, trust_context
 from dtr_cache_check.probes.logs import distribution_requests, events
 from dtr_cache_check.probes.registry import RegistryClient

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import verify_digest
 

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+
 from dtr_cache_check.pki import CertificateAuthority, server_context
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import verify_digest

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from dtr_cache_check.probes.registry import verify_digest
 
 pytestmark = pytest.mark.integration

@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp import web
-from dtr_cache_check.reference.seed_templates import cache_config
-from dtr_cache_check.testkit.local import free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cache_under_test.app import Cache
 from cache_under_test.config import validate
+from dtr_cache_check.reference.seed_templates import cache_config
+from dtr_cache_check.testkit.local import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.testkit.local import REPO_ROOT, LocalServer
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import verify_digest
 

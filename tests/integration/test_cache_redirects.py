@@ -9,6 +9,7 @@ import os
 import httpx
 import pytest
 from aiohttp import web
+
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import RegistryClient, verify_digest
 from dtr_cache_check.reference.seed_templates import cache_config
@@ -34,7 +35,7 @@ API = {"Docker-Distribution-API-Version": "registry/2.0"}
     ("https://dtr", "ftp://dtr", False),
 ])
 def test_same_origin_compares_scheme_host_and_effective_port(a, b, same):
-    from cache_under_test.upstream import same_origin
+    from cache_under_test.origins import same_origin
 
     assert same_origin(a, b) is same
     assert same_origin(b, a) is same
@@ -50,14 +51,14 @@ def test_own_urls_come_from_http_host_and_the_listening_address():
     config = validate(raw)
     pool = UpstreamPool(config.upstreams, None, own_urls=config.own_urls)
     assert pool.urls == ["https://dtr.example.com"]
-    assert pool.is_own("https://CACHE.example.com:443/v2/a/blobs/sha256:1?x=1")
-    assert pool.is_own("https://127.0.0.1:8443/v2/")       # listening on every address
-    assert pool.is_own("https://localhost:8443/v2/")
-    assert not pool.is_own("https://127.0.0.1:9443/v2/")
-    assert not pool.is_own("https://dtr.example.com/v2/")
-    assert not pool.is_own("https://cache.example.com:8443/v2/")  # a name, another port
+    assert pool.own.reaches("https://CACHE.example.com:443/v2/a/blobs/sha256:1?x=1")
+    assert pool.own.reaches("https://127.0.0.1:8443/v2/")       # listening on every address
+    assert pool.own.reaches("https://localhost:8443/v2/")
+    assert not pool.own.reaches("https://127.0.0.1:9443/v2/")
+    assert not pool.own.reaches("https://dtr.example.com/v2/")
+    assert not pool.own.reaches("https://cache.example.com:8443/v2/")  # a name, another port
     explicit = UpstreamPool(["https://dtr"], None, own_urls=["https://10.1.2.3:443"])
-    assert explicit.is_own("https://10.1.2.3/v2/") and not explicit.is_own("http://10.9.9.9/")
+    assert explicit.own.reaches("https://10.1.2.3/v2/") and not explicit.own.reaches("http://10.9.9.9/")
 
 
 # -- https -> http: never followed, credentials never in clear --------------------------------

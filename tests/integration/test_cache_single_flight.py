@@ -8,6 +8,7 @@ from datetime import datetime
 
 import httpx
 import pytest
+
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import verify_digest
 from dtr_cache_check.testkit.netproxy import TcpProxy

@@ -13,7 +13,6 @@ import time
 import httpx
 import pytest
 from aiohttp import web
-from dtr_cache_check.reference.seed_templates import cache_config
 
 from cache_under_test.blobtoken import (
     JWKS_PATH,
@@ -24,6 +23,7 @@ from cache_under_test.blobtoken import (
     jwks,
 )
 from cache_under_test.config import ConfigError, validate
+from dtr_cache_check.reference.seed_templates import cache_config
 
 from .conftest import wait_for_event
 

@@ -11,12 +11,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+
+from cache_under_test.blobtoken import JWKS_PATH, TOKEN_PARAM, SigningKey
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.oci import synthesize
 from dtr_cache_check.probes.registry import verify_digest
 from dtr_cache_check.testkit.local import start_cache, start_dtr, wait_ready
-
-from cache_under_test.blobtoken import JWKS_PATH, TOKEN_PARAM, SigningKey
 
 from .conftest import Stack, wait_for_event
 

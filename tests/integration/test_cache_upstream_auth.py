@@ -7,6 +7,7 @@ import os
 import bcrypt
 import httpx
 import pytest
+
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import RegistryClient, verify_digest
 from dtr_cache_check.testkit.local import start_registry, wait_ready

@@ -12,11 +12,11 @@ import os
 
 import httpx
 import pytest
+
+from cache_under_test.blobtoken import JWKS_PATH, TOKEN_PARAM, SigningKey
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import verify_digest
 from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
-
-from cache_under_test.blobtoken import JWKS_PATH, TOKEN_PARAM, SigningKey
 
 from .conftest import Stack
 

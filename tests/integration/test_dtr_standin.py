@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
+
+from cache_under_test.blobtoken import JWKS_PATH, TOKEN_PARAM, KeySet
 from dtr_cache_check.pki import CertificateAuthority, trust_context
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.oci import Image, synthesize
@@ -28,8 +30,6 @@ from dtr_cache_check.testkit.local import (
     start_dtr,
     wait_ready,
 )
-
-from cache_under_test.blobtoken import JWKS_PATH, TOKEN_PARAM, KeySet
 
 from .conftest import CACHES, Stack
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from dtr_cache_check.probes.oci import synthesize
 
 from cache_under_test.blobtoken import TOKEN_PARAM
+from dtr_cache_check.probes.oci import synthesize
 
 from .conftest import Stack
 

@@ -6,11 +6,11 @@ import copy
 from pathlib import Path
 
 import pytest
-from dtr_cache_check.pki import CertificateAuthority
-from dtr_cache_check.reference.seed_templates import cache_config, write_yaml
 
 from cache_under_test.config import ConfigError, load_config, validate
 from cache_under_test.durations import parse_duration
+from dtr_cache_check.pki import CertificateAuthority
+from dtr_cache_check.reference.seed_templates import cache_config, write_yaml
 
 SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seed"
 OPTS = "middleware.registry[downstream].options"

@@ -1,66 +1,24 @@
-"""fixtures.configrules: the seed passes every rule; each broken variant fails naming its key."""
+"""The config.yml rules: the seed passes every rule; each broken variant fails naming its key."""
 
 from __future__ import annotations
 
 import copy
-import secrets
-from pathlib import Path
 
 import pytest
 import yaml
-from dtr_cache_check.pki import CertificateAuthority, write_seed_certs
+from rulekit import LABELLED, OPTS, config, fails, files, service, stack
+
 from dtr_cache_check.probes import configrules as cr
-from dtr_cache_check.probes.configrules import ERROR, WARNING, CacheFiles, Finding
-from dtr_cache_check.reference.seed_templates import cache_config, stack_file, write_yaml
-
-IMAGE = "docker/dtr-content-cache:2.7.5"
-OPTS = "middleware.registry[downstream].options"
-LABELLED = [{"dtr.cache": "true"}]
-
-
-def config(**kw) -> dict:
-    return cache_config(upstreams=["https://dtr.example.com:443"], **kw)
-
-
-def stack(**kw) -> dict:
-    return stack_file(image=IMAGE, port=443, **kw)
-
-
-def files(cfg: dict | None = None, stk: dict | None = None, **kw) -> CacheFiles:
-    return CacheFiles(cfg or config(), stk or stack(), None, **kw)
-
-
-def service(stk: dict) -> dict:
-    return stk["services"]["cache"]
-
-
-def fails(finding: Finding, key: str, fix: str, severity: str = ERROR) -> Finding:
-    """A failed finding about ``key`` whose fix says ``fix``."""
-    assert not finding.ok, finding
-    assert finding.severity == severity, finding
-    assert key in finding.subject, finding
-    assert finding.cause and fix in finding.fix, finding
-    return finding
-
-
-@pytest.fixture(scope="module")
-def ca() -> CertificateAuthority:
-    return CertificateAuthority.create()
-
-
-@pytest.fixture()
-def deployed(tmp_path: Path, ca: CertificateAuthority) -> CacheFiles:
-    """The seed's layout on disk (random http.secret), loaded with CacheFiles.load."""
-    write_seed_certs(tmp_path / "certs", ca.intermediate().issue_server(["cache.example.com"]), ca)
-    write_yaml(tmp_path / "config.yml", config(secret=secrets.token_hex(16)))
-    write_yaml(tmp_path / "docker-stack.yml", stack())
-    return CacheFiles.load(tmp_path / "config.yml", tmp_path / "docker-stack.yml")
+from dtr_cache_check.probes import stackrules as sr
+from dtr_cache_check.probes.deployed_files import CacheFiles, downstream_options
+from dtr_cache_check.probes.findings import NOT_CHECKED, WARNING, Finding
+from dtr_cache_check.reference.seed_templates import cache_config, write_yaml
 
 
 def all_findings(f: CacheFiles, cert=None) -> list[Finding]:
     return [rule(f) for rule in cr.STATIC_RULES] + [
-        cr.rule_placement_constraint(f, LABELLED), cr.rule_host_covered_by_cert(f, cert),
-        cr.rule_image_matches_dtr_version(f, "2.7.5")]
+        sr.rule_placement_constraint(f, LABELLED), cr.rule_host_covered_by_cert(f, cert),
+        sr.rule_image_matches_dtr_version(f, "2.7.5")]
 
 
 def test_the_seed_as_written_has_no_error_only_the_placeholder_warning(ca):
@@ -173,111 +131,8 @@ def test_missing_upstreams_or_middleware_fails():
     cfg = config()
     del cfg["middleware"]
     fails(cr.rule_upstreams_https(files(cfg)), f"{OPTS}.upstreams", "https://<dtr-host>")
-    assert cr.downstream_options(cfg) is None
-    assert cr.downstream_options(config())["blobttl"] == "24h"
-
-
-# --- mounts: cas and tls -------------------------------------------------------------------
-
-
-def test_a_cas_path_nothing_mounts_fails():
-    f = fails(cr.rule_cas_files_mounted(files(config(cas=["/etc/ssl/dtr.pem"]))),
-              f"{OPTS}.cas[0]", "target: /etc/ssl/dtr.pem")
-    assert "/run/secrets/dtr.cert.pem" in f.cause
-
-
-def test_secrets_long_syntax_with_a_custom_target():
-    stk = stack()
-    service(stk)["secrets"] = [
-        {"source": "dtr.cert.pem", "target": "/etc/ssl/dtr.pem"},
-        {"source": "cache.cert.pem", "target": "tls.crt"},  # relative: under /run/secrets
-        {"source": "cache.key.pem", "target": "tls.key", "mode": 0o400}]
-    cfg = config(cas=["/etc/ssl/dtr.pem"], certificate="/run/secrets/tls.crt",
-                 key="/run/secrets/tls.key")
-    assert cr.rule_cas_files_mounted(files(cfg, stk)).ok
-    assert cr.rule_tls_paths_mounted(files(cfg, stk)).ok
-    fails(cr.rule_tls_paths_mounted(files(config(), stk)), "http.tls.certificate",
-          "set http.tls.certificate to /run/secrets/tls.crt")
-
-
-def test_a_cas_file_as_a_config_long_syntax_is_mounted():
-    stk = stack()
-    service(stk)["configs"] = ["config.yml", {"source": "dtr-ca", "target": "/certs/dtr.pem"}]
-    stk["configs"]["dtr-ca"] = {"external": True}
-    f = files(config(cas=["/certs/dtr.pem"]), stk)
-    assert cr.rule_cas_files_mounted(f).ok and cr.rule_configs_and_secrets_declared(f).ok
-
-
-def test_no_cas_is_ok():
-    assert "system roots" in cr.rule_cas_files_mounted(files(config(cas=[]))).cause
-
-
-def test_a_missing_config_source_file_fails_but_deleted_secrets_are_the_seeds_advice(deployed):
-    # The seed's last step deletes certs/: swarm keeps the secrets, so that is fine.
-    (deployed.deploy_dir / "certs" / "dtr.cert.pem").unlink()
-    assert cr.rule_cas_files_mounted(deployed).ok
-    assert cr.rule_configs_and_secrets_declared(deployed).ok
-    (deployed.deploy_dir / "config.yml").unlink()
-    fails(cr.rule_configs_and_secrets_declared(deployed), "configs.config.yml.file",
-          "config.yml")
-
-
-def test_the_tls_key_not_mounted_fails():
-    stk = stack()
-    service(stk)["secrets"].remove("cache.key.pem")
-    fails(cr.rule_tls_paths_mounted(files(config(), stk)), "config.yml: http.tls.key",
-          "add `cache.key.pem` to services.cache.secrets")
-
-
-def test_the_tls_key_as_a_config_fails():
-    stk = stack()
-    service(stk)["secrets"].remove("cache.key.pem")
-    service(stk)["configs"].append({"source": "key", "target": "/run/secrets/cache.key.pem"})
-    f = fails(cr.rule_tls_paths_mounted(files(config(), stk)), "http.tls.key", "secrets")
-    assert "config `key`" in f.cause
-
-
-def test_no_tls_fails():
-    cfg = config()
-    del cfg["http"]["tls"]
-    fails(cr.rule_tls_paths_mounted(files(cfg)), "http.tls.certificate", "cache.cert.pem")
-
-
-# --- ports ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("ports", [["443:443"], ["8443:443/tcp"], ["443"], [443],
-                                   ["0.0.0.0:443:443"], ["440-450:440-450"],
-                                   [{"target": 443, "published": 443}],
-                                   [{"target": 443, "published": "8443", "mode": "ingress"}]])
-def test_published_port_short_and_long_syntax(ports):
-    stk = stack()
-    service(stk)["ports"] = ports
-    assert cr.rule_published_port_matches_addr(files(config(), stk)).ok
-
-
-@pytest.mark.parametrize("ports", [["5000:5000"], ["443:5000"], ["443:443/udp"], [],
-                                   [{"target": 5000, "published": 443}]])
-def test_addr_port_not_published_fails(ports):
-    stk = stack()
-    service(stk)["ports"] = ports
-    f = fails(cr.rule_published_port_matches_addr(files(config(), stk)),
-              "docker-stack.yml: services.cache.ports", '"443:443"')
-    assert "443" in f.cause
-
-
-def test_host_networking_needs_no_published_port():
-    stk = stack()
-    del service(stk)["ports"]
-    service(stk)["networks"] = ["hostnet"]
-    stk["networks"] = {"hostnet": {"external": True, "name": "host"}}
-    assert "host networking" in cr.rule_published_port_matches_addr(files(config(), stk)).cause
-    stk["networks"] = {"hostnet": {"external": {"name": "host"}}}  # compose 3.3 form
-    assert cr.rule_published_port_matches_addr(files(config(), stk)).ok
-
-
-def test_unparsable_addr_fails():
-    fails(cr.rule_published_port_matches_addr(files(config(addr="443"))), "http.addr", ":443")
+    assert downstream_options(cfg) is None
+    assert downstream_options(config())["blobttl"] == "24h"
 
 
 # --- http.secret ---------------------------------------------------------------------------
@@ -332,105 +187,8 @@ def test_ip_san_and_no_san(ca):
 
 def test_no_certificate_is_not_checked_never_a_pass():
     f = fails(cr.rule_host_covered_by_cert(files(), None), "http.host", "--deploy-dir",
-              cr.NOT_CHECKED)
+              NOT_CHECKED)
     assert "no certificate" in f.cause
-
-
-# --- placement and restart -----------------------------------------------------------------
-
-
-def test_no_placement_constraint_fails():
-    stk = stack()
-    del service(stk)["deploy"]["placement"]
-    fails(cr.rule_placement_constraint(files(config(), stk), None), "deploy.placement",
-          "node.labels.dtr.cache == true")
-
-
-def test_a_constraint_no_node_satisfies_fails():
-    nodes = [{"dtr.cache": "false"}, {}, {"other": "true"}]
-    f = fails(cr.rule_placement_constraint(files(), nodes), "deploy.placement.constraints",
-              "docker node update --label-add dtr.cache=true")
-    assert "0 of 3" in f.cause
-
-
-def test_constraints_as_swarm_evaluates_them():
-    stk = stack()
-    service(stk)["deploy"]["placement"]["constraints"] = [
-        "node.labels.dtr.cache==TRUE", "node.labels.region != asia", "node.role == worker"]
-    f = files(config(), stk)
-    assert cr.rule_placement_constraint(f, [{"dtr.cache": "true"}]).ok  # no region label: !=
-    unknown = cr.rule_placement_constraint(f, None)  # no swarm reachable: not checked
-    assert not unknown.ok and unknown.severity == cr.NOT_CHECKED and "--cache-host" in unknown.fix
-    fails(cr.rule_placement_constraint(f, [{"dtr.cache": "true", "region": "asia"}]),
-          "constraints", "--label-rm region")
-
-
-def test_restart_policy():
-    stk = stack()
-    service(stk)["deploy"]["restart_policy"] = {"condition": "none"}
-    fails(cr.rule_restart_policy(files(config(), stk)), "restart_policy.condition", "on-failure")
-    service(stk)["deploy"]["restart_policy"] = {"condition": "any"}
-    assert cr.rule_restart_policy(files(config(), stk)).ok
-    del service(stk)["deploy"]["restart_policy"]
-    fails(cr.rule_restart_policy(files(config(), stk)), "restart_policy", "on-failure", WARNING)
-
-
-# --- declarations, image, service ----------------------------------------------------------
-
-
-def test_an_undeclared_secret_fails():
-    stk = stack()
-    del stk["secrets"]["cache.key.pem"]
-    fails(cr.rule_configs_and_secrets_declared(files(config(), stk)),
-          "docker-stack.yml: secrets.cache.key.pem", "file: ./<path>")
-
-
-def test_an_external_secret_needs_no_file(deployed):
-    deployed.stack["secrets"]["cache.key.pem"] = {"external": True}
-    (deployed.deploy_dir / "certs" / "cache.key.pem").unlink()
-    assert cr.rule_configs_and_secrets_declared(deployed).ok
-
-
-@pytest.mark.parametrize(("image", "repo"), [
-    ("docker/dtr-content-cache:2.6.0", "docker/dtr-content-cache"),
-    ("reg.example.com:5000/mirantis/dtr-content-cache", "reg.example.com:5000/mirantis/dtr-"),
-    ("docker/dtr-content-cache:2.6.0@sha256:" + "a" * 64, "docker/dtr-content-cache")])
-def test_an_image_of_another_version_fails(image, repo):
-    stk = stack()
-    service(stk)["image"] = image
-    fails(cr.rule_image_matches_dtr_version(files(config(), stk), "2.7.5"), "image",
-          f"{repo}")
-    assert cr.rule_image_matches_dtr_version(files(config(), stk), "2.7.5").fix.endswith(
-        ":2.7.5")
-
-
-def test_image_version_v_prefix_and_unknown_version():
-    assert cr.rule_image_matches_dtr_version(files(), "v2.7.5").ok
-    fails(cr.rule_image_matches_dtr_version(files(), None), "image", "--dtr-version",
-          cr.NOT_CHECKED)
-
-
-def test_the_cache_service_is_found_among_others():
-    stk = stack()
-    stk["services"]["proxy"] = {"image": "nginx:1.25", "ports": ["80:80"]}
-    f = files(config(), stk)
-    assert f.cache_service()[0] == "cache" and cr.rule_restart_policy(f).ok
-    del service(stk)["entrypoint"]
-    service(stk)["image"] = "registry:2"
-    for rule in cr.STATIC_RULES[3:]:
-        finding = rule(f)
-        if finding.rule != "secret-not-placeholder":
-            fails(finding, "services", "CacheFiles(service=")
-    assert cr.rule_restart_policy(files(config(), stk, service="cache")).ok
-
-
-def test_without_a_stack_the_stack_rules_are_not_checked():
-    f = CacheFiles(config(), None, None)
-    for rule in (cr.rule_cas_files_mounted, cr.rule_tls_paths_mounted, cr.rule_restart_policy):
-        finding = rule(f)
-        assert finding.severity == cr.NOT_CHECKED and not finding.ok, finding
-        assert "--stack-file" in finding.fix, finding
-    assert cr.rule_blobttl_needs_delete(f).ok
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+
 from dtr_cache_check.pki import CertificateAuthority, Issued, server_context, trust_context
 from dtr_cache_check.reference.dtr.caches import CacheRefused, connect_target, probe
 from dtr_cache_check.reference.dtr.config import ConfigError, parse_config

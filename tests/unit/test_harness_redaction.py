@@ -4,6 +4,7 @@ even with a one-letter or dictionary-word password."""
 from __future__ import annotations
 
 import pytest
+
 from dtr_cache_check.harness.redaction import MASK, Redactor
 
 ORDINARY = ("[client->DTR] cannot connect to https://dtr.example:443: connection refused. "

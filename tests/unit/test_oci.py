@@ -9,6 +9,7 @@ import json
 import tarfile
 
 import pytest
+
 from dtr_cache_check.probes import oci
 
 

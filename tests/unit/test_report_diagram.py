@@ -15,7 +15,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from dtr_cache_check.harness import diagram, redaction, report, report_assets
+
+from dtr_cache_check.harness import diagram, hopgroups, redaction, report, report_assets
 from dtr_cache_check.harness.diagnosis import (
     CACHE_DTR,
     CLIENT_CACHE,
@@ -30,7 +31,7 @@ from dtr_cache_check.harness.diagnosis import (
     consequence,
     first_line,
 )
-from dtr_cache_check.harness.diagram import FAILED, NOT_RUN, PASSED, SKIPPED, STYLE
+from dtr_cache_check.harness.hopgroups import FAILED, NOT_RUN, PASSED, SKIPPED, STYLE
 from dtr_cache_check.harness.verdict import Result, compute
 from dtr_cache_check.testkit.local import REPO_ROOT
 
@@ -70,37 +71,37 @@ def test_every_check_in_checks_maps_to_a_hop_or_family():
         if params:
             for param in params:
                 hop = HOP_CONSTANTS.get(param, param.strip("'\""))
-                group = diagram.static_group(f"{name}[{hop}]", f"checks/{file}::{name}[{hop}]")
-                if group != hop or hop not in diagram.HOPS:
+                group = hopgroups.static_group(f"{name}[{hop}]", f"checks/{file}::{name}[{hop}]")
+                if group != hop or hop not in hopgroups.HOPS:
                     unmapped.append(f"{name}[{hop}] -> {group}")
         else:
-            group = diagram.static_group(name, f"checks/{file}::{name}")
-            if group not in diagram.HOPS + diagram.FAMILIES:
+            group = hopgroups.static_group(name, f"checks/{file}::{name}")
+            if group not in hopgroups.HOPS + hopgroups.FAMILIES:
                 unmapped.append(f"{name} -> {group}")
-        if name not in diagram.CHECKS:
-            unmapped.append(f"{name} ({file}) is not in diagram.CHECKS")
+        if name not in hopgroups.CHECKS:
+            unmapped.append(f"{name} ({file}) is not in hopgroups.CHECKS")
     assert not unmapped, unmapped
 
 
 def test_the_mapping_names_no_check_that_does_not_exist():
     names = {name for _file, name, _params in checks_in_files()}
-    assert set(diagram.CHECKS) - names == set()
-    assert set(diagram.MODULES) == {f for f, _n, _p in checks_in_files()}
+    assert set(hopgroups.CHECKS) - names == set()
+    assert set(hopgroups.MODULES) == {f for f, _n, _p in checks_in_files()}
 
 
 def test_the_static_mapping_follows_the_checks_files():
-    assert diagram.static_group("test_cache_trusts_dtr") == CACHE_DTR
-    assert diagram.static_group("test_cache_reaches_dtr") == CACHE_DTR
-    assert diagram.static_group("test_dtr_trusts_the_cache") == DTR_CACHE
-    assert diagram.static_group("test_client_trusts_the_server[client->cache]") == CLIENT_CACHE
-    assert diagram.static_group("test_restart_policy") == STACK
-    assert diagram.static_group("test_blobttl_has_a_unit") == CONFIG
-    assert diagram.static_group("test_expired_copy_is_fetched_again") == TTL
+    assert hopgroups.static_group("test_cache_trusts_dtr") == CACHE_DTR
+    assert hopgroups.static_group("test_cache_reaches_dtr") == CACHE_DTR
+    assert hopgroups.static_group("test_dtr_trusts_the_cache") == DTR_CACHE
+    assert hopgroups.static_group("test_client_trusts_the_server[client->cache]") == CLIENT_CACHE
+    assert hopgroups.static_group("test_restart_policy") == STACK
+    assert hopgroups.static_group("test_blobttl_has_a_unit") == CONFIG
+    assert hopgroups.static_group("test_expired_copy_is_fetched_again") == TTL
     # A check added later falls back to its file's family, then to "other".
-    assert diagram.static_group("test_new", "checks/test_05_registration.py::test_new") \
+    assert hopgroups.static_group("test_new", "checks/test_05_registration.py::test_new") \
         == REGISTRATION
-    assert diagram.static_group("test_new[client->cache-2]") == "client->cache-2"
-    assert diagram.static_group("test_new") == diagram.OTHER
+    assert hopgroups.static_group("test_new[client->cache-2]") == "client->cache-2"
+    assert hopgroups.static_group("test_new") == hopgroups.OTHER
 
 
 def res(name: str, outcome: str = PASSED, text: str = "", file: str = "x") -> Result:
@@ -118,9 +119,9 @@ def test_a_failed_diagnosis_lands_on_its_hop_a_consequence_on_its_own_family():
     follow = res("test_2_manifest_comes_from_dtr", FAILED,
                  consequence("test_cache_trusts_dtr", root_line))
     assert follow.hop == CACHE_DTR and follow.root == "test_cache_trusts_dtr"
-    assert diagram.group_of(tampered) == CLIENT_CACHE
-    assert diagram.group_of(follow) == PULL
-    assert diagram.group_of(res("test_tampered_token_gets_nothing")) == SECURITY
+    assert hopgroups.group_of(tampered) == CLIENT_CACHE
+    assert hopgroups.group_of(follow) == PULL
+    assert hopgroups.group_of(res("test_tampered_token_gets_nothing")) == SECURITY
 
 
 def test_each_group_takes_its_worst_outcome_failed_skipped_passed_not_run():
@@ -132,7 +133,7 @@ def test_each_group_takes_its_worst_outcome_failed_skipped_passed_not_run():
         res("test_client_trusts_the_server[client->cache]", SKIPPED, "no URL for client->cache"),
         res("test_cache_trusts_dtr"),
     ]
-    states = diagram.summarize(results)
+    states = hopgroups.summarize(results)
     assert states[CLIENT_DTR].outcome == FAILED
     assert states[CLIENT_CACHE].outcome == SKIPPED
     assert states[CACHE_DTR].outcome == PASSED
@@ -164,7 +165,7 @@ def test_labels_name_the_first_failure_short_and_prefer_a_diagnosis():
             "blobttl is longer than --ttl-wait (24h > 60s)"),
         res("test_blobttl_has_a_unit"), res("test_blobttl_needs_delete_enabled"),
     ]
-    states = diagram.summarize(results)
+    states = hopgroups.summarize(results)
     assert states[PULL].label == "X-Cache went ['MISS', 'MISS'] instead of MISS then HIT " \
                                  "(+1 more)"
     assert states[REGISTRATION].label == "consequence of test_cache_trusts_dtr"
@@ -182,7 +183,7 @@ def test_the_diagram_is_one_svg_with_every_hop_and_family_clickable():
     root = ET.fromstring(svg)
     assert root.get("id") == "dtr-diagram"
     groups = {g.get("data-group") for g in root.iter(f"{SVG}g") if g.get("data-group")}
-    assert groups == {diagram.slug(g) for g in diagram.HOPS + diagram.FAMILIES}
+    assert groups == {hopgroups.slug(g) for g in hopgroups.HOPS + hopgroups.FAMILIES}
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
     for name in ("client", "DTR", "cache", "config.yml", "docker-stack.yml", "deployment files",
                  "registration", "pull", "logs", "TTL", "docker client", "security"):
@@ -342,4 +343,4 @@ def test_files_only_report_elsewhere_is_one_file_with_the_top_block(tmp_path):
 def test_every_outcome_has_a_colour_a_fill_and_a_glyph(outcome):
     stroke, fill, glyph = STYLE[outcome]
     assert re.fullmatch(r"#[0-9a-f]{6}", stroke) and re.fullmatch(r"#[0-9a-f]{6}", fill)
-    assert glyph and diagram.RANK[outcome] == [NOT_RUN, PASSED, SKIPPED, FAILED].index(outcome)
+    assert glyph and hopgroups.RANK[outcome] == [NOT_RUN, PASSED, SKIPPED, FAILED].index(outcome)

@@ -4,6 +4,7 @@ check fails as "consequence of <owner>", or is skipped with the step's reason.""
 from __future__ import annotations
 
 import pytest
+
 from dtr_cache_check.harness import diagnosis
 from dtr_cache_check.harness.evidence import Evidence
 from dtr_cache_check.harness.steps import Steps

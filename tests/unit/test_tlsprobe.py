@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from dtr_cache_check.pki import CertificateAuthority, Issued, fingerprint_sha256, server_context
 from dtr_cache_check.probes.tlsprobe import (
     MISSING_INTERMEDIATE,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from dtr_cache_check.harness import usage
 from dtr_cache_check.testkit.local import REPO_ROOT
 
