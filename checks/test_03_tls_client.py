@@ -135,6 +135,8 @@ def test_client_trusts_the_server(client_tls, hop, evidence):
         if report.failure_class == UNKNOWN_AUTHORITY:
             fix = ("give the client DTR's CA (--dtr-ca; it is served at https://<dtr>/ca)"
                    if hop == CLIENT_DTR else "give the client the CA that signed the cache's "
-                   "certificate (--cache-ca; for docker: /etc/docker/certs.d/<host:port>/ca.crt)")
+                   "certificate (--cache-ca; for docker, beside DTR's CA in "
+                   "/etc/docker/certs.d/<DTR host:port>/ca.crt: the daemon follows DTR's "
+                   "redirect with DTR's trust)")
         fail(hop, cause, fix)
     evidence.note(f"chain verified ({report.failure_detail or 'ok'})")
