@@ -104,6 +104,38 @@ def test_slow_connections_are_closed_and_blobs_keep_flowing(registry, make_cache
     assert c.get_blob("team/app", digest).status_code == 200
 
 
+def test_a_later_request_on_a_kept_alive_connection_has_the_same_deadline(registry,
+                                                                          make_cache, pki):
+    cache = make_cache([registry.url], processes="1", env=SHORT)
+
+    async def scenario() -> float:
+        reader, writer = await asyncio.open_connection("127.0.0.1", cache.port, ssl=pki.context,
+                                                       server_hostname="127.0.0.1")
+        try:
+            writer.write(b"GET /v2/ HTTP/1.1\r\nHost: cache\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            await asyncio.sleep(HEADER + 0.5)  # idle, kept alive: not a slow header
+            started = time.monotonic()
+            for byte in b"GET /v2/ HTTP/1.1\r\nHost: cache\r\nX-Slow: " + b"a" * 100:
+                writer.write(bytes([byte]))
+                try:
+                    await asyncio.wait_for(reader.read(1), 0.5)
+                    return time.monotonic() - started  # EOF: closed
+                except TimeoutError:
+                    pass
+                except (ConnectionError, ssl.SSLError, OSError):
+                    return time.monotonic() - started
+            pytest.fail("the cache still held a connection trickling its second request")
+        finally:
+            writer.close()
+
+    closed = asyncio.run(scenario())
+    assert HEADER - 0.5 <= closed <= HEADER + SLACK, closed
+
+
 def test_a_server_process_holds_at_most_max_connections(registry, make_cache, push, client,
                                                          pki):
     digest, _ = push(registry)
