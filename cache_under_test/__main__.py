@@ -8,7 +8,7 @@ import sys
 
 from . import __version__
 from .config import ConfigError, describe, load_config
-from .events import emit, setup_logging
+from .events import capture_process_errors, emit, redact, setup_logging
 from .processes import run, server_count
 
 
@@ -32,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+            print(f"config error: {redact(problem)}", file=sys.stderr)
         print(f"{args.config}: {len(exc.problems)} problem(s); the cache did not start",
               file=sys.stderr)
         return 2
 
     setup_logging(config.log_level)
+    capture_process_errors()
     for warning in config.warnings:
         emit("config.warning", logging.WARNING, problem=warning)
     emit("config.loaded", version=__version__, processes=servers, **describe(config))

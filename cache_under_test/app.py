@@ -1,4 +1,14 @@
-"""The cache server: routes, start-up and shutdown, the TTL sweeper."""
+"""The cache server: routes, start-up and shutdown, the TTL sweeper.
+
+What the public listener tells anyone who asks: ``/health`` answers the status alone (200
+``{"status": "ok"}``, or 503 naming the first problem); there is no ``/metrics``. The detail
+(upstream URLs, signing key ids, storage numbers, fault modes) and the Prometheus metrics are
+served where distribution serves its debug server, on ``http.debug.addr`` (plain HTTP: bind it
+to a private address such as ``localhost:5001``): ``/metrics`` (``http.debug.prometheus.path``),
+``/health`` and ``/debug/health`` (distribution's name) with the detailed report. Without a debug
+address, ``DTRCACHE_PUBLIC_DEBUG=1`` opts in to the former behaviour: the detailed ``/health``
+and ``/metrics`` on the public listener, without authentication.
+"""
 
 from __future__ import annotations
 
@@ -55,7 +65,9 @@ class Cache:
                                  config.test_faults, self.forwarder)
         self._sweeper: asyncio.Task | None = None
 
-    def application(self) -> web.Application:
+    def application(self, *, detail: bool = False) -> web.Application:
+        """The cache's routes; ``detail``: also ``/metrics``, and the detailed ``/health``
+        (the fetcher's private socket, or the public listener with ``DTRCACHE_PUBLIC_DEBUG``)."""
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_get("/v2/", self.base)
         app.router.add_get("/v2/_catalog", self.catalog)
@@ -64,11 +76,26 @@ class Cache:
         app.router.add_get("/v2/{name:.+}/tags/list", self.tags)
         app.router.add_route("*", "/v2/{tail:.*}", self.other)
         app.router.add_get(JWKS_PATH, self.jwks)
-        app.router.add_get("/metrics", self.metrics_page)
-        app.router.add_get("/health", self.health)
+        if detail:
+            app.router.add_get("/metrics", self.metrics_page)
+            app.router.add_get("/health", self.health)
+        else:
+            app.router.add_get("/health", self.health_status)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
+        return app
+
+    def debug_application(self) -> web.Application:
+        """The debug listener's routes (``http.debug.addr``): the detailed health report and
+        the metrics. It shares this cache's state: start it beside ``application()``'s app."""
+        app = web.Application(client_max_size=64 * 1024)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/debug/health", self.health)
+        debug = self.config.debug
+        if debug is None or debug.prometheus:
+            app.router.add_get(debug.metrics_path if debug else "/metrics", self.metrics_page)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
         return app
 
     async def _start(self, app: web.Application) -> None:
@@ -195,6 +222,13 @@ class Cache:
                 "test_faults": sorted(self.config.test_faults), "storage": report["storage"]}
         return web.Response(status=503 if report["problems"] else 200, text=json.dumps(body),
                             content_type="application/json")
+
+    async def health_status(self, request: web.Request) -> web.Response:
+        """The public ``/health``: the status alone (200 ``ok``, or 503 and the first problem's
+        name); what it is made of is on the debug listener."""
+        report = await self._storage_health()
+        return web.json_response({"status": report["status"]},
+                                 status=503 if report["problems"] else 200)
 
     async def _storage_health(self) -> dict:
         if self.fetcher_socket is None:  # we are the process that writes blobs

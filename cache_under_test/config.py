@@ -19,8 +19,9 @@ from dtr_cache_formats.registry_config import apply_env_overrides
 
 from . import faults
 from .config_downstream import DEFAULT_MINRATE, downstream_section, downstream_values
-from .config_http import TLSFiles, http_section
+from .config_http import DebugListener, TLSFiles, http_section
 from .durations import human
+from .limits import PUBLIC_DEBUG_ENV, Limits, limits_from_env, public_debug
 
 LOG_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
               "error": "ERROR", "fatal": "CRITICAL", "panic": "CRITICAL"}
@@ -50,6 +51,7 @@ class CacheConfig:
     addr_port: int = 5000
     host: str | None = None
     tls: TLSFiles | None = None
+    debug: DebugListener | None = None         # http.debug: /metrics and the detailed /health
     blobttl: float | None = None
     delete_enabled: bool = False
     cas: list[Path] = field(default_factory=list)
@@ -61,6 +63,8 @@ class CacheConfig:
     warnings: list[str] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
     test_faults: frozenset[str] = frozenset()   # TEST-ONLY (cache_under_test.faults)
+    limits: Limits = field(default_factory=Limits)  # timeouts, connections (limits.py)
+    public_debug: bool = False  # /metrics and the detailed /health on the public listener
 
 
 def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> CacheConfig:
@@ -81,6 +85,19 @@ def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = Non
     overrides = apply_env_overrides(raw, environ)
     config = validate(raw, source=str(path))
     config.overrides = overrides
+    problems: list[str] = []
+    config.limits = limits_from_env(environ, problems)
+    if problems:
+        raise ConfigError(problems)
+    if public_debug(environ):
+        if config.debug is not None:
+            config.warnings.append(f"{PUBLIC_DEBUG_ENV}: ignored, http.debug.addr is set: "
+                                   "/metrics and the detailed /health are served there")
+        else:
+            config.public_debug = True
+            config.warnings.append(f"{PUBLIC_DEBUG_ENV}: /metrics and the detailed /health "
+                                   "(upstream URLs, key ids) are served on the public "
+                                   "listener without authentication; prefer http.debug.addr")
     try:
         config.test_faults = faults.enabled(environ)
     except ValueError as exc:
@@ -105,7 +122,7 @@ def validate(raw: dict, *, source: str = "config.yml") -> CacheConfig:
 
     log_level = _log_level(raw, problems)
     root, delete_enabled = _storage(raw.get("storage"), problems)
-    addr_host, addr_port, host, tls = http_section(raw.get("http"), problems, warnings)
+    addr_host, addr_port, host, tls, debug = http_section(raw.get("http"), problems, warnings)
     options = downstream_section(raw.get("middleware"), problems, warnings)
 
     upstreams, origin, blobttl, cas, minrate, fetchtimeout = downstream_values(
@@ -121,7 +138,7 @@ def validate(raw: dict, *, source: str = "config.yml") -> CacheConfig:
         source=source, root=root,
         upstreams=upstreams, own_urls=own_urls,
         addr_host=addr_host, addr_port=addr_port,
-        host=host, tls=tls, blobttl=blobttl, delete_enabled=delete_enabled, cas=cas,
+        host=host, tls=tls, debug=debug, blobttl=blobttl, delete_enabled=delete_enabled, cas=cas,
         origin=origin, minrate=minrate, fetchtimeout=fetchtimeout, log_level=log_level,
         warnings=warnings,
     )
@@ -175,9 +192,15 @@ def describe(config: CacheConfig) -> dict:
         "root": str(config.root),
         "addr": f"{config.addr_host}:{config.addr_port}",
         "tls": bool(config.tls),
+        "debug_addr": f"{config.debug.host}:{config.debug.port}" if config.debug else None,
         "cas": [str(p) for p in config.cas],
         "minrate_bytes_s": config.minrate,
         "fetchtimeout_s": config.fetchtimeout,
         "overrides": config.overrides,
         "test_faults": sorted(config.test_faults),
+        "limits": {"tls_handshake_timeout_s": config.limits.handshake_timeout,
+                   "header_timeout_s": config.limits.header_timeout,
+                   "keepalive_timeout_s": config.limits.keepalive_timeout,
+                   "max_connections": config.limits.max_connections},
+        "public_debug": config.public_debug,
     }

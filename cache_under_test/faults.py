@@ -1,6 +1,7 @@
 """TEST-ONLY fault modes: deliberately wrong behaviour, so the harness can prove that its
 checks catch a cache that misbehaves. Off unless ``DTRCACHE_TEST_FAULTS`` names them; a cache
-with one on says so loudly at start, in every blob event and on /health. Never in production.
+with one on says so loudly at start, in every blob event and on the detailed /health (the debug
+listener's, see ``app``). Never in production.
 """
 
 from __future__ import annotations

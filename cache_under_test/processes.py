@@ -23,11 +23,10 @@ import signal
 import socket
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 from .config import CacheConfig
-from .events import emit, set_process_label
+from .events import emit, emit_exception, set_process_label
 from .multiproc import METRICS_ENV
 
 PROCESSES_ENV = "DTRCACHE_PROCESSES"
@@ -71,7 +70,8 @@ def run(config: CacheConfig, servers: int) -> int:
     if private is None:
         from .server import serve_on
 
-        serve_on(config, listen_tcp(config.addr_host, config.addr_port), tls=True)
+        tcp = listen_tcp(config.addr_host, config.addr_port)
+        serve_on(config, tcp, tls=True, debug_sock=_debug_listener(config))
         return 0
     try:
         (private / "metrics").mkdir()
@@ -79,6 +79,12 @@ def run(config: CacheConfig, servers: int) -> int:
         return _run_processes(config, servers, private)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _debug_listener(config: CacheConfig) -> socket.socket | None:
+    """``http.debug.addr``'s socket: served by the fetcher (or the only process), which sees
+    every process's metrics and does the storage's writes."""
+    return listen_tcp(config.debug.host, config.debug.port) if config.debug else None
 
 
 def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
@@ -89,6 +95,7 @@ def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
     if removed:
         emit("storage.cleaned", leftovers=removed, reason="partial downloads from a crash")
     tcp = listen_tcp(config.addr_host, config.addr_port)
+    debug = _debug_listener(config)
     fetcher_path = str(private / "fetcher.sock")
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     unix.bind(fetcher_path)
@@ -104,11 +111,13 @@ def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
             try:
                 os.close(keep_alive)
                 unix.close()
+                if debug is not None:
+                    debug.close()
                 set_process_label(label)
                 serve_on(config, tcp, tls=True, fetcher=fetcher_path, lifeline=lifeline)
                 status = 0
             except BaseException:  # the child must never return into the parent's code
-                traceback.print_exc()
+                emit_exception("process.crashed", reason="a server process failed")
             finally:
                 # The fetcher removes the private directory when it stops; if it was killed,
                 # the server processes outlive it, and the last one out removes it instead.
@@ -119,7 +128,7 @@ def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
     tcp.close()
     set_process_label("fetcher")
     supervisor = Supervisor(children)
-    serve_on(config, unix, tls=False, supervisor=supervisor)
+    serve_on(config, unix, tls=False, supervisor=supervisor, debug_sock=debug)
     os.close(keep_alive)
     return supervisor.status
 

@@ -1,4 +1,9 @@
-"""Run one cache process on uvloop, on a socket already listening (see ``processes``)."""
+"""Run one cache process on uvloop, on a socket already listening (see ``processes``).
+
+The public listener is served by ``guard.GuardedSite`` (handshake and header timeouts, a
+connection limit: see ``limits``); the fetcher's private Unix socket by aiohttp's own site; the
+debug listener (``http.debug.addr``), where there is one, beside them in the same event loop.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +18,28 @@ from aiohttp import web
 from .app import Cache
 from .config import CacheConfig
 from .events import emit
+from .guard import GuardedSite
 from .tls import server_context
+
+SHUTDOWN_TIMEOUT = 5.0  # seconds for responses in flight at SIGTERM
 
 
 def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
              fetcher: str | None = None, lifeline: int | None = None,
-             supervisor=None) -> None:
+             supervisor=None, debug_sock: socket.socket | None = None) -> None:
     """Serve ``sock`` until SIGINT/SIGTERM.
 
+    ``tls``: ``sock`` is the public listener (TLS when the config has a certificate, the
+    guards of ``limits``, the minimal ``/health``); otherwise the fetcher's private socket;
     ``fetcher``: the fetcher's Unix socket, for a server process (misses go there);
     ``lifeline``: a pipe's read end that closes when the fetcher dies (then this one stops);
-    ``supervisor``: the fetcher's watch over the server processes.
+    ``supervisor``: the fetcher's watch over the server processes;
+    ``debug_sock``: the debug listener (``http.debug.addr``), in the process that serves it.
     """
     ssl_context = server_context(config.tls.certificate, config.tls.key, config.test_faults) \
         if tls and config.tls else None
-    app = Cache(config, fetcher=fetcher).application()
+    cache = Cache(config, fetcher=fetcher)
+    app = cache.application(detail=config.public_debug if tls else True)
 
     async def announce(_app: web.Application) -> None:
         where = sock.getsockname()
@@ -40,9 +52,46 @@ def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
     if supervisor is not None:
         app.on_startup.append(supervisor.start)
         app.on_shutdown.insert(0, supervisor.stop)
+    debug_app = cache.debug_application() if debug_sock is not None else None
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(app, sock=sock, ssl_context=ssl_context, print=None, access_log=None,
-                handle_signals=True, shutdown_timeout=5)
+    asyncio.run(_serve(config, app, sock, ssl_context, public=tls, debug_app=debug_app,
+                       debug_sock=debug_sock))
+
+
+async def _serve(config: CacheConfig, app: web.Application, sock: socket.socket,
+                 ssl_context, *, public: bool, debug_app: web.Application | None,
+                 debug_sock: socket.socket | None) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    handler_args = {"access_log": None, "keepalive_timeout": config.limits.keepalive_timeout}
+    runners: list[web.AppRunner] = []
+    try:
+        runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT, **handler_args)
+        runners.append(runner)
+        await runner.setup()  # the application's start-up: keys, the fetcher's connection...
+        site: web.BaseSite
+        if public:
+            site = GuardedSite(runner, sock, ssl_context=ssl_context, limits=config.limits,
+                               handler_args=handler_args)
+        else:
+            site = web.SockSite(runner, sock, ssl_context=ssl_context)
+        await site.start()
+        if debug_app is not None and debug_sock is not None:
+            debug = web.AppRunner(debug_app, shutdown_timeout=1.0, **handler_args)
+            runners.append(debug)
+            await debug.setup()
+            await GuardedSite(debug, debug_sock, ssl_context=None, limits=config.limits,
+                              handler_args=handler_args).start()
+            host, port = debug_sock.getsockname()[:2]
+            emit("debug.started", addr=f"{host}:{port}",
+                 serves=sorted(r.canonical for r in debug_app.router.resources()
+                               if "{" not in r.canonical))
+        await stopping.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
 
 
 def _watch_lifeline(fd: int):

@@ -74,21 +74,47 @@ def processes(request) -> str:
 @pytest.fixture
 def make_cache(tmp_path, pki, servers) -> Callable[..., LocalServer]:
     """A cache on loopback; two server processes and a fetcher unless ``processes`` says
-    otherwise (fixed, not "auto", so the tests do not depend on the machine's CPU count)."""
+    otherwise (fixed, not "auto", so the tests do not depend on the machine's CPU count).
+    ``debug=True``: with a debug listener (``http.debug.addr``) at ``server.extra["debug_url"]``
+    (plain HTTP), where ``/metrics`` and the detailed ``/health`` are."""
     counter = iter(range(100))
 
     def make(upstreams: list[str], *, cas: list[Path] | None = None, wait: bool = True,
-             tls: Issued | None = None, processes: str = "2", **kwargs) -> LocalServer:
+             tls: Issued | None = None, processes: str = "2", debug: bool = False,
+             **kwargs) -> LocalServer:
+        from dtr_cache_check.testkit.local import free_port
+
         kwargs.setdefault("name", f"cache{next(counter)}")
         kwargs["env"] = {"DTRCACHE_PROCESSES": processes, **kwargs.get("env", {})}
+        debug_port = free_port() if debug else None
+        if debug_port:  # http.debug.addr, as an override: /metrics, the detailed /health
+            kwargs["env"]["REGISTRY_HTTP_DEBUG_ADDR"] = f"127.0.0.1:{debug_port}"
         server = start_cache(tmp_path / "caches", tls or pki.leaf, upstreams=upstreams,
                              cas=[pki.ca_path] if cas is None else cas, **kwargs)
+        if debug_port:
+            server.extra["debug_url"] = f"http://127.0.0.1:{debug_port}"
         servers.append(server)
         if wait:
             wait_ready(server, pki.context, path="/health")
+            if debug_port:
+                wait_debug_ready(server)
         return server
 
     return make
+
+
+def wait_debug_ready(server: LocalServer, timeout: float = 20.0) -> None:
+    """Poll the cache's debug listener until it answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(server.extra["debug_url"] + "/health", timeout=2)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline or not server.alive():
+                raise AssertionError("the debug listener never answered:\n"
+                                     + server.log_path.read_text()[-2000:]) from None
+            time.sleep(0.1)
 
 
 @pytest.fixture

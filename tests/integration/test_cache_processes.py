@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dtr_cache_check.probes.logs import events
@@ -42,7 +43,7 @@ def gone(pid: int, timeout: float = 10.0) -> bool:
 
 def test_servers_hand_misses_to_one_fetcher(registry, make_cache, push, client):
     digest, data = push(registry)
-    cache = make_cache([registry.url], processes="3")
+    cache = make_cache([registry.url], processes="3", debug=True)
     assert len(children(cache)) == 3
     c = client(cache)
     assert [c.get_blob("team/app", digest).headers["x-cache"] for _ in range(4)] == \
@@ -64,7 +65,8 @@ def test_servers_hand_misses_to_one_fetcher(registry, make_cache, push, client):
     assert (part.status_code, part.content) == (206, other_data[10:20])
     relayed = wait_for_event(cache, "blob.miss", digest=other)
     assert relayed[0].get("process") == "fetcher" and relayed[0].get("client") == "127.0.0.1"
-    metrics = c.request("GET", "/metrics").text  # summed over every process
+    # summed over every process (served by the fetcher, on the debug listener)
+    metrics = httpx.get(cache.extra["debug_url"] + "/metrics", timeout=10).text
     assert "dtrcache_blob_hits_total 3.0" in metrics
     assert "dtrcache_blob_misses_total 2.0" in metrics
 

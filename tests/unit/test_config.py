@@ -216,3 +216,62 @@ def test_the_real_seed_file_parses_as_yaml_with_placeholders_named():
     found = problems(raw)
     assert any("upstreams[0]" in p and "<dtr-url>" in p for p in found), found
     assert any(p.startswith("http.tls.certificate:") for p in found)
+
+
+def test_the_debug_address_is_distributions_key(pki, tmp_path):
+    raw = good(pki)
+    raw["http"]["debug"] = {"addr": "localhost:5001"}
+    config = validate(raw)
+    assert (config.debug.host, config.debug.port, config.debug.metrics_path) == \
+        ("localhost", 5001, "/metrics")
+    assert validate(good(pki)).debug is None  # none unless configured
+    path = write_yaml(tmp_path / "c.yml", good(pki))
+    config = load_config(path, environ={"REGISTRY_HTTP_DEBUG_ADDR": "127.0.0.1:5001"})
+    assert (config.debug.host, config.debug.port) == ("127.0.0.1", 5001)
+    raw["http"]["debug"]["prometheus"] = {"enabled": True, "path": "/prom"}
+    assert validate(raw).debug.metrics_path == "/prom"
+
+
+@pytest.mark.parametrize(("debug", "words"), [
+    ({"addr": "localhost"}, "host:port"),
+    ({"addr": "0.0.0.0:443"}, "the cache's own http.addr"),
+    ({"addr": ":5001", "prometheus": {"enabled": "yes"}}, "true or false"),
+    ({"addr": ":5001", "prometheus": {"path": "metrics"}}, "a path"),
+    ("localhost:5001", "must be a mapping"),
+])
+def test_debug_address_errors_name_the_key(pki, debug, words):
+    raw = good(pki)
+    raw["http"]["debug"] = debug
+    found = problems(raw)
+    assert any(p.startswith("http.debug") and words in p for p in found), found
+
+
+def test_public_detail_is_an_explicit_opt_in(pki, tmp_path):
+    path = write_yaml(tmp_path / "c.yml", good(pki))
+    assert not load_config(path, environ={}).public_debug
+    opted = load_config(path, environ={"DTRCACHE_PUBLIC_DEBUG": "1"})
+    assert opted.public_debug
+    assert any("DTRCACHE_PUBLIC_DEBUG" in w for w in opted.warnings)
+    both = load_config(path, environ={"DTRCACHE_PUBLIC_DEBUG": "1",
+                                      "REGISTRY_HTTP_DEBUG_ADDR": "localhost:5001"})
+    assert not both.public_debug  # the debug address wins
+    assert any("ignored" in w for w in both.warnings)
+
+
+def test_timeouts_and_connection_limit_from_the_environment(pki, tmp_path):
+    path = write_yaml(tmp_path / "c.yml", good(pki))
+    defaults = load_config(path, environ={}).limits
+    assert (defaults.handshake_timeout, defaults.header_timeout, defaults.max_connections,
+            defaults.keepalive_timeout) == (10.0, 30.0, 512, 75.0)
+    set_ = load_config(path, environ={"DTRCACHE_TLS_HANDSHAKE_TIMEOUT": "2.5",
+                                      "DTRCACHE_HEADER_TIMEOUT": "500ms",
+                                      "DTRCACHE_MAX_CONNECTIONS": "100",
+                                      "DTRCACHE_KEEPALIVE_TIMEOUT": "1m"}).limits
+    assert (set_.handshake_timeout, set_.header_timeout, set_.max_connections,
+            set_.keepalive_timeout) == (2.5, 0.5, 100, 60.0)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"DTRCACHE_HEADER_TIMEOUT": "soon",
+                                   "DTRCACHE_TLS_HANDSHAKE_TIMEOUT": "0",
+                                   "DTRCACHE_MAX_CONNECTIONS": "-1"})
+    assert sorted(p.split(":")[0] for p in info.value.problems) == [
+        "DTRCACHE_HEADER_TIMEOUT", "DTRCACHE_MAX_CONNECTIONS", "DTRCACHE_TLS_HANDSHAKE_TIMEOUT"]

@@ -38,6 +38,6 @@ def test_without_a_private_directory_the_cache_runs_as_one_process(monkeypatch):
     monkeypatch.setattr(processes.tempfile, "mkdtemp", no_tmp)
     monkeypatch.setattr(processes, "listen_tcp", lambda host, port: f"{host}:{port}")
     monkeypatch.setattr(server, "serve_on", lambda config, sock, **kw: served.append((sock, kw)))
-    config = SimpleNamespace(addr_host="127.0.0.1", addr_port=5443)
+    config = SimpleNamespace(addr_host="127.0.0.1", addr_port=5443, debug=None)
     assert processes.run(config, 2) == 0
-    assert served == [("127.0.0.1:5443", {"tls": True})]
+    assert served == [("127.0.0.1:5443", {"tls": True, "debug_sock": None})]
