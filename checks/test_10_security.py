@@ -45,6 +45,17 @@ def _get(target, url: str) -> httpx.Response:
         return http.get(url)
 
 
+def _warm(target, digest: str) -> None:
+    """Have the cache hold ``digest`` now (a fresh redirect, followed): a refusal that follows is
+    then the cache's own, not DTR's answer to a miss."""
+    with target.client() as client:
+        answer = client.follow(client.get_blob(target.test_repo, digest))
+    if answer.status_code != 200:
+        fail(CLIENT_CACHE, f"the cache no longer serves {digest[:19]} with DTR's fresh token "
+             f"({answer.status_code}), so a refusal could not be told from a broken cache",
+             "see the pull cycle checks")
+
+
 def _refused(answer: httpx.Response, body: bytes, what: str) -> None:
     if answer.status_code < 400 or body[:64] in answer.content:
         fail(CLIENT_CACHE, f"the cache served the blob to a request with {what} "
@@ -91,9 +102,11 @@ def test_expired_token_gets_nothing(target, signed, evidence, writes):
                         f"--ttl-wait {int(wait) + 1} (now {target.ttl_wait:g})")
         time.sleep(max(wait, 0))
         url, how = location, f"DTR's own token, {wait:.0f} s after it expired"
+    _warm(target, digest)  # a hit now: the cache itself must refuse, not DTR on a miss
     answer = _get(target, url)
     _refused(answer, body, "an expired signature")
-    evidence.note(f"{how}: {answer.status_code}, no byte of {digest[7:19]}")
+    evidence.note(f"{how}, asked while the cache held the blob: {answer.status_code}, no byte "
+                  f"of {digest[7:19]}")
 
 
 def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, writes):

@@ -73,3 +73,19 @@ def test_without_a_stack_file_the_stack_rules_do_not_pass(bench):
     shutil.rmtree(deploy_dir)
     not_skipped = {n: outcomes[n].status for n in STACK_RULES if outcomes[n].status != "skipped"}
     assert not not_skipped, not_skipped
+
+
+def test_without_dtrs_key_the_expired_token_check_waits_out_a_real_token(bench):
+    """As against a real DTR (nobody has its signing key): the check keeps DTR's own redirect,
+    waits for its ``exp`` within --ttl-wait and sees it refused."""
+    from dtr_cache_check.testkit.faults.actions import restore_dtr_and_cache, short_lived_redirects
+
+    try:
+        spec = short_lived_redirects(4)(bench)
+        outcomes = bench.run_checks("expired-waited", select=(
+            "checks/test_10_security.py::test_expired_token_gets_nothing",), **spec)
+    finally:
+        restore_dtr_and_cache(bench)
+    got = outcomes["test_expired_token_gets_nothing"]
+    assert got.status == "passed", got.first_line
+    assert "DTR's own token" in got.evidence and "after it expired" in got.evidence, got.evidence
