@@ -26,6 +26,7 @@ from dtr_cache_check.testkit.local import (
     start_registry,
     wait_ready,
 )
+from dtr_cache_check.testkit.threaded_app import ThreadedApp
 
 
 @dataclass
@@ -252,112 +253,6 @@ def registered(stack: Stack) -> dict:
 
 
 # -- small fake upstreams, and caches with extra downstream options --------------------------
-
-
-class ThreadedApp:
-    """An aiohttp application served by its own event loop in a thread, on 127.0.0.1.
-
-    HTTPS with ``tls``; with ``plain_too`` the same port also serves plain HTTP (a connection
-    whose first byte is not a TLS handshake record), so ``https://127.0.0.1:P`` and
-    ``http://127.0.0.1:P`` are the same host:port. ``url`` is the HTTPS one.
-    """
-
-    def __init__(self, app, tls: Issued, *, plain_too: bool = False):
-        import asyncio
-        import threading
-
-        from dtr_cache_check.pki import server_context
-        from dtr_cache_check.testkit.local import free_port
-
-        self.app = app
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-        self.plain_url = f"http://127.0.0.1:{self.port}"
-        self._ssl = server_context(tls)
-        self._plain_too = plain_too
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner = None
-        self._listener = None
-        self._accepting = None
-        self._tasks: set = set()
-
-    def start(self) -> ThreadedApp:
-        import asyncio
-
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    async def _start(self) -> None:
-        import asyncio
-        import socket
-
-        from aiohttp import web
-
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", self.port))
-        self._listener.listen(64)
-        self._listener.setblocking(False)
-        self._accepting = asyncio.create_task(self._accept())
-
-    async def _accept(self) -> None:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        while True:
-            conn, _ = await loop.sock_accept(self._listener)
-            task = asyncio.create_task(self._serve(conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _serve(self, conn) -> None:
-        import asyncio
-        import socket
-
-        loop = asyncio.get_running_loop()
-        context = self._ssl
-        try:
-            if self._plain_too:
-                readable = loop.create_future()
-                loop.add_reader(conn.fileno(), lambda: readable.done() or
-                                readable.set_result(None))
-                try:
-                    await asyncio.wait_for(readable, 10)
-                finally:
-                    loop.remove_reader(conn.fileno())
-                if conn.recv(1, socket.MSG_PEEK) != b"\x16":  # not a TLS handshake
-                    context = None
-            await loop.connect_accepted_socket(self._runner.server, conn, ssl=context)
-        except (OSError, TimeoutError):
-            conn.close()
-
-    def stop(self) -> None:
-        import asyncio
-
-        async def close() -> None:
-            if self._accepting is not None:
-                self._accepting.cancel()
-            if self._listener is not None:
-                self._listener.close()
-            if self._runner is not None:
-                await self._runner.cleanup()
-            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-        if self._thread.is_alive():
-            try:
-                asyncio.run_coroutine_threadsafe(close(), self._loop).result(15)
-            finally:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._thread.join(10)
-                if not self._thread.is_alive():
-                    self._loop.close()
 
 
 @pytest.fixture
