@@ -83,26 +83,38 @@ def _upstream_url(value: object, key: str, problems: list[str]) -> str | None:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _blobttl(options: dict, base: str, delete_enabled: bool,
-             problems: list[str], warnings: list[str]) -> float | None:
-    if "blobttl" not in options or options["blobttl"] is None:
+def _duration(options: dict, name: str, key: str, example: str,
+              problems: list[str]) -> tuple[float, bool] | None:
+    """``(seconds, had_unit)`` of the positive duration option ``name``; None when it is absent
+    or wrong (the problem then names ``key``)."""
+    value = options.get(name)
+    if value is None:
         return None
-    value = options["blobttl"]
     try:
         seconds, had_unit = parse_duration(value)
     except DurationError as exc:
-        problems.append(f"{base}.blobttl: {exc}")
+        problems.append(f"{key}: {exc}")
         return None
     if seconds <= 0:
-        problems.append(f"{base}.blobttl: {value!r} must be a positive duration, e.g. '24h'")
+        problems.append(f"{key}: {value!r} must be a positive duration, e.g. '{example}'")
         return None
-    if not had_unit:
+    return seconds, had_unit
+
+
+def _blobttl(options: dict, base: str, delete_enabled: bool,
+             problems: list[str], warnings: list[str]) -> float | None:
+    key = f"{base}.blobttl"
+    parsed = _duration(options, "blobttl", key, "24h", problems)
+    if parsed is None:
+        return None
+    seconds, had_unit = parsed
+    if not had_unit:  # Go reads a bare number as nanoseconds: allowed, and loudly
         warnings.append(
-            f"WARNING {base}.blobttl: {value!r} has no unit and is read as NANOSECONDS, i.e. "
-            f"{human(seconds)}: every blob expires almost at once. Write a unit, e.g. '24h'."
-        )
+            f"WARNING {key}: {options['blobttl']!r} has no unit and is read as NANOSECONDS, "
+            f"i.e. {human(seconds)}: every blob expires almost at once. Write a unit, e.g. "
+            "'24h'.")
     if not delete_enabled:
-        problems.append(f"{base}.blobttl: set, but storage.delete.enabled is not true; "
+        problems.append(f"{key}: set, but storage.delete.enabled is not true; "
                         "expired blobs cannot be removed (set storage.delete.enabled: true)")
     return seconds
 
@@ -124,20 +136,13 @@ def _minrate(options: dict, key: str, problems: list[str]) -> float | None:
 
 def _fetchtimeout(options: dict, key: str, problems: list[str]) -> float | None:
     """``fetchtimeout``: the longest one upstream transfer may take, headers and body."""
-    if "fetchtimeout" not in options or options["fetchtimeout"] is None:
+    parsed = _duration(options, "fetchtimeout", key, "30m", problems)
+    if parsed is None:
         return None
-    value = options["fetchtimeout"]
-    try:
-        seconds, had_unit = parse_duration(value)
-    except DurationError as exc:
-        problems.append(f"{key}: {exc}")
-        return None
-    if not had_unit:
-        problems.append(f"{key}: {value!r} has no unit; write one, e.g. '30m' (a bare number "
-                        "would be nanoseconds)")
-        return None
-    if seconds <= 0:
-        problems.append(f"{key}: {value!r} must be a positive duration, e.g. '30m'")
+    seconds, had_unit = parsed
+    if not had_unit:  # a new option: no reason to repeat blobttl's nanosecond trap
+        problems.append(f"{key}: {options['fetchtimeout']!r} has no unit; write one, e.g. "
+                        "'30m' (a bare number would be nanoseconds)")
         return None
     return seconds
 

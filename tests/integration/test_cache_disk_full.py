@@ -82,6 +82,20 @@ def detail(cache) -> httpx.Response:
     return httpx.get(cache.extra["debug_url"] + "/health", timeout=10)
 
 
+def unhealthy(pki, cache, status: str) -> dict:
+    """Both /health answers say 503 ``status`` (the public one from several server processes);
+    the detailed report's body."""
+    for _ in range(4):  # with several server processes, ask more than one of them
+        public = health(pki, cache)
+        assert public.status_code == 503, public.text
+        assert public.json() == {"status": status}
+    sick = detail(cache)
+    assert sick.status_code == 503, sick.text
+    body = sick.json()
+    assert body["status"] == status, body
+    return body
+
+
 def published(cache, digest: str) -> list[Path]:
     hexpart = digest.split(":")[1]
     return [p for p in stored_files(cache) if p.name == "data" and p.parent.name == hexpart]
@@ -128,14 +142,7 @@ def test_a_blob_bigger_than_the_free_space_is_never_published(small_disk, regist
 
     # /health: 503 naming the problem, in every process; the detail names the write error
     # (errno and time).
-    for _ in range(4):  # with several server processes, ask more than one of them
-        sick = health(pki, cache)
-        assert sick.status_code == 503, sick.text
-        assert sick.json() == {"status": "storage write failed"}
-    sick = detail(cache)
-    assert sick.status_code == 503, sick.text
-    body = sick.json()
-    assert body["status"] == "storage write failed", body
+    body = unhealthy(pki, cache, "storage write failed")
     error = body["storage"]["last_write_error"]
     assert (error["errno"], error["code"]) == (errno.ENOSPC, "ENOSPC")
     assert abs(error["at"] - time.time()) < 60 and error["time"].endswith("Z")
@@ -170,13 +177,7 @@ def test_health_reports_low_free_space(small_disk, registry, make_cache, pki, pr
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (free_bytes(small_disk) - MIN_FREE + 4096))
     try:
-        public = health(pki, cache)
-        assert public.status_code == 503, public.text
-        assert public.json() == {"status": "storage low on free space"}
-        sick = detail(cache)
-        assert sick.status_code == 503, sick.text
-        body = sick.json()
-        assert body["status"] == "storage low on free space", body
+        body = unhealthy(pki, cache, "storage low on free space")
         assert body["storage"]["free_bytes"] < MIN_FREE
         assert any("free" in problem for problem in body["problems"])
     finally:
