@@ -61,6 +61,9 @@ def test_containerd_pull_is_served_by_the_cache(target, push_image, evidence, wr
     with containerdclient.session(address, registries) as ctr:
         status, out = ctr.pull(ref, target.dtr_user, target.password(target.dtr_user) or "")
     evidence.text("ctr images pull", out)
+    if ctr.left_behind:  # worth knowing, not a finding about the deployment
+        evidence.text("containerd namespace left behind",
+                      f"{ctr.namespace} on {address}: {ctr.left_behind}")
     if status != 0:
         why = containerdclient.classify(out, dtr, cache)
         names = {"dtr": dtr, "cache": cache or "the cache"}
