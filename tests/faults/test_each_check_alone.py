@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # the swarm-mode main job, tests/docker/test_main_job.py).
 NOT_OBSERVABLE_ON_THE_BENCH = {"test_placement_constraint_matches_a_node"}
 LOG_CHECKS = {"test_logs_show_the_miss_then_the_hit", "test_no_tls_errors_in_the_cache_logs",
-              "test_docker_pull_is_served_by_the_cache"}
+              "test_docker_pull_is_served_by_the_cache",
+              "test_containerd_pull_is_served_by_the_cache"}
 STACK_RULES = {"test_cas_files_are_mounted", "test_tls_files_are_mounted",
                "test_published_port_is_the_listening_port", "test_restart_policy",
                "test_configs_and_secrets_are_declared", "test_image_matches_the_dtr_version",

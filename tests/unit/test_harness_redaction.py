@@ -9,6 +9,8 @@ from dtr_cache_check.harness.redaction import MASK, Redactor
 
 ORDINARY = ("[client->DTR] cannot connect to https://dtr.example:443: connection refused. "
             "Fix: check the address. test_expired_copy_is_fetched_again; the password field; "
+            "consequence of test_4_cache_serves_each_blob_without_authorization: the cache's "
+            "certificate; "
             "Basic authentication is off; --dtr-password-file")
 
 

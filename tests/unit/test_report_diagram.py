@@ -186,7 +186,8 @@ def test_the_diagram_is_one_svg_with_every_hop_and_family_clickable():
     assert groups == {hopgroups.slug(g) for g in hopgroups.HOPS + hopgroups.FAMILIES}
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
     for name in ("client", "DTR", "cache", "config.yml", "docker-stack.yml", "deployment files",
-                 "registration", "pull", "logs", "TTL", "docker client", "security"):
+                 "registration", "pull", "logs", "TTL", "docker client", "containerd client",
+                 "security"):
         assert name in texts
     assert "href" not in svg and "http://" not in svg.replace("http://www.w3.org/2000/svg", "")
 
