@@ -3,6 +3,7 @@ config.yml gives it), and DTR trusting the cache (the registration probe)."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from urllib.parse import urlsplit
 
@@ -43,9 +44,10 @@ def upstream(target):
     dtr = urlsplit(target.dtr_url)
     port = url.port or 443
     connect_to = None
-    if url.hostname != dtr.hostname:
-        # The cache reaches DTR by another name (a service name): go to the port it names on
-        # DTR's host, and still verify the certificate for the name the cache uses.
+    if url.hostname != dtr.hostname and not _resolves(url.hostname):
+        # The cache reaches DTR by a name only its network knows (a service name): go to the
+        # port it names on DTR's host, and still verify the certificate for that name. A name
+        # that resolves here (DTR's other name, or the next cache of a chain) is probed as is.
         connect_to = (dtr.hostname, port)
     cas, sources = [], []
     for path in options.get("cas") or []:
@@ -53,6 +55,13 @@ def upstream(target):
         cas.append((str(path), content))
         sources.append(where)
     return f"https://{url.hostname}:{port}", upstreams[0], connect_to, cas, sources
+
+
+def _resolves(host: str | None) -> bool:
+    try:
+        return bool(host) and bool(socket.getaddrinfo(host, None))
+    except OSError:
+        return False
 
 
 def test_cache_reaches_dtr(upstream, evidence):
