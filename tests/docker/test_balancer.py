@@ -17,12 +17,14 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.x509.verification import VerificationError
 from docker.models.containers import Container
 
 from dtr_cache_check import pki
 from dtr_cache_check.reference import balancer, images
+from dtr_cache_check.reference.seed_templates import cache_config
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -195,16 +197,21 @@ def get(port: int, uri: str = QUERY, timeout: float = 5.0) -> Answer:
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split()[1])
-    return Answer(chain=chain, status=status, body=json.loads(body) if status == 200 else {})
+    try:
+        parsed = json.loads(body) if status == 200 else {}
+    except json.JSONDecodeError:
+        parsed = {}
+    return Answer(chain=chain, status=status, body=parsed)
 
 
-def get_until(port: int, ok: Callable[[Answer], bool], timeout: float = 20.0) -> Answer:
+def get_until(port: int, ok: Callable[[Answer], bool], timeout: float = 20.0,
+              uri: str = QUERY) -> Answer:
     """Ask until ``ok`` (the balancer may still be resolving or checking its servers)."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
         try:
-            answer = get(port)
+            answer = get(port, uri)
         except (OSError, ValueError, IndexError) as exc:
             last = exc
         else:
@@ -285,6 +292,40 @@ def test_strip_query_hands_the_backend_no_query(
     assert_backend_certificate(answer, certs)  # the certificate looks right...
     path = QUERY.partition("?")[0]
     assert answer.body["uri"] == path, "the query string reached the backend"  # ...the token not
+
+
+def test_passthrough_health_checks_the_reference_cache(
+        client: docker.DockerClient, net: Net, backend_image: str, start_balancer,
+        certs: Certs) -> None:
+    """Two replicas of the reference cache behind the reference balancer: its HTTPS check of
+    ``/health`` finds both up (both in the rotation), and the client gets the cache's cert."""
+    config_yml = yaml.safe_dump(cache_config(
+        upstreams=["https://127.0.0.1:9"], host="https://cache", secret="balancer-test"))
+    files = {"/config.yml": (config_yml.encode(), 0o444),
+             "/run/secrets/cache.cert.pem": (certs.cache.chain_pem, 0o444),
+             "/run/secrets/cache.key.pem": (certs.cache.key_pem, 0o444),
+             "/run/secrets/dtr.cert.pem": (certs.ca.cert_pem, 0o444)}
+    for i in (1, 2):
+        replica = client.containers.create(
+            backend_image, name=f"{net.name}-cache{i}", labels=net.label, detach=True,
+            network=net.name, networking_config={
+                net.name: client.api.create_endpoint_config(aliases=[f"cache{i}"])})
+        replica.put_archive("/", balancer._tar(files))
+        replica.start()
+    config = balancer.render("passthrough", ["cache1:443", "cache2:443"])
+    container, port = start_balancer(config)
+    deadline = time.monotonic() + 40
+    log = ""
+    while time.monotonic() < deadline:
+        log = balancer.logs(client, container.name)
+        passed = [line for line in log.splitlines() if "Layer7 check passed" in line]
+        if all(any(f"replica{i} succeeded" in line for line in passed) for i in (1, 2)):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"haproxy never found both caches healthy:\n{log[-3000:]}")
+    answer = get_until(port, lambda a: a.status in (200, 401), uri="/v2/")
+    assert_backend_certificate(answer, certs)
 
 
 def test_passthrough_refuses_a_key(certs: Certs, client: docker.DockerClient) -> None:
