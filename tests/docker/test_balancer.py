@@ -32,7 +32,7 @@ BACKEND_PORT = 8443
 TEST_LABEL = "org.dtrcache.test"
 QUERY = "/v2/alice/app/blobs/sha256:abc?dtr_cache_token=eyJ.a-b_c.sig&other=1%2F2"
 # A backend: answers every GET with who it is and the path+query it was asked for. It runs on
-# the cache image's python3 (no internet: no other image to pull).
+# the base image's python3 (no internet: no other image to pull).
 BACKEND_PY = f"""\
 import http.server, json, os, ssl, sys
 
@@ -89,6 +89,12 @@ def balancer_image(client: docker.DockerClient) -> str:
 
 @pytest.fixture(scope="module")
 def backend_image(client: docker.DockerClient) -> str:
+    """The tiny backends need python3 alone: the base image."""
+    return images.ensure_base_image(client)
+
+
+@pytest.fixture(scope="module")
+def cache_image(client: docker.DockerClient) -> str:
     return images.ensure_cache_image(client)
 
 
@@ -295,7 +301,7 @@ def test_strip_query_hands_the_backend_no_query(
 
 
 def test_passthrough_health_checks_the_reference_cache(
-        client: docker.DockerClient, net: Net, backend_image: str, start_balancer,
+        client: docker.DockerClient, net: Net, cache_image: str, start_balancer,
         certs: Certs) -> None:
     """Two replicas of the reference cache behind the reference balancer: its HTTPS check of
     ``/health`` finds both up (both in the rotation), and the client gets the cache's cert."""
@@ -307,7 +313,7 @@ def test_passthrough_health_checks_the_reference_cache(
              "/run/secrets/dtr.cert.pem": (certs.ca.cert_pem, 0o444)}
     for i in (1, 2):
         replica = client.containers.create(
-            backend_image, name=f"{net.name}-cache{i}", labels=net.label, detach=True,
+            cache_image, name=f"{net.name}-cache{i}", labels=net.label, detach=True,
             network=net.name, networking_config={
                 net.name: client.api.create_endpoint_config(aliases=[f"cache{i}"])})
         replica.put_archive("/", balancer._tar(files))
