@@ -280,7 +280,7 @@ def test_passthrough_keeps_serving_when_a_backend_dies(
 def test_terminating_shows_the_balancers_own_certificate(
         backends: dict[str, Container], start_balancer, certs: Certs) -> None:
     config = balancer.render("terminating", [f"backend-{i}:{BACKEND_PORT}" for i in "ab"])
-    _, port = start_balancer(config, certs.other.chain_pem + certs.other.key_pem)
+    _, port = start_balancer(config, balancer.pem(certs.other))
     answer = get_until(port, lambda a: a.status == 200)
     assert answer.chain[0] == certs.other.cert
     assert answer.chain[0] != certs.cache.cert
@@ -293,7 +293,7 @@ def test_terminating_shows_the_balancers_own_certificate(
 def test_strip_query_hands_the_backend_no_query(
         backends: dict[str, Container], start_balancer, certs: Certs) -> None:
     config = balancer.render("strip-query", [f"backend-{i}:{BACKEND_PORT}" for i in "ab"])
-    _, port = start_balancer(config, certs.cache.chain_pem + certs.cache.key_pem)
+    _, port = start_balancer(config, balancer.pem(certs.cache))
     answer = get_until(port, lambda a: a.status == 200)
     assert_backend_certificate(answer, certs)  # the certificate looks right...
     path = QUERY.partition("?")[0]

@@ -65,6 +65,10 @@ def test_a_backend_that_is_not_host_port_is_refused(backend: str) -> None:
 def test_refused_arguments() -> None:
     with pytest.raises(ValueError, match="unknown balancer variant"):
         balancer.render("tls-offload", ["10.0.0.2:443"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="bad listen port"):
+        balancer.render("passthrough", ["10.0.0.2:443"], listen_port=0)
+    with pytest.raises(ValueError, match="slot count"):
+        balancer.render("passthrough", service="cache:443", slots=0)
     with pytest.raises(ValueError, match="no backends"):
         balancer.render("passthrough", [])
     with pytest.raises(ValueError, match="not both"):
