@@ -1,6 +1,10 @@
-"""One fault bench (a running reference deployment) for the whole fault-matrix session."""
+"""The fault benches (running reference deployments), one per topology, for the whole
+fault-matrix session. Faults are ordered by topology, and only one bench runs at a time: asking
+for another topology takes the current one down first."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 import docker
 import docker.errors
@@ -10,11 +14,28 @@ from dtr_cache_check.testkit.faults.bench import FaultBench
 
 
 @pytest.fixture(scope="session")
-def bench(tmp_path_factory):
+def bench_for(tmp_path_factory) -> Iterator[Callable[[str], FaultBench]]:
     try:
         docker.from_env().ping()
     except docker.errors.DockerException as exc:
         pytest.skip(f"no Docker engine ({exc}); start one with .ci/dockerd.sh")
-    made = FaultBench(tmp_path_factory.mktemp("fault-bench"))
-    yield made
-    made.close()
+    current: dict[str, FaultBench] = {}
+
+    def get(topology: str = "single") -> FaultBench:
+        if topology not in current:
+            for running in current.values():
+                running.close()
+            current.clear()
+            current[topology] = FaultBench(tmp_path_factory.mktemp(f"fault-bench-{topology}"),
+                                           topology=topology)
+        return current[topology]
+
+    yield get
+    for running in current.values():
+        running.close()
+
+
+@pytest.fixture(scope="session")
+def bench(bench_for) -> FaultBench:
+    """The single-cache bench."""
+    return bench_for("single")

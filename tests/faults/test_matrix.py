@@ -16,6 +16,7 @@ import os
 
 import pytest
 
+from dtr_cache_check.reference.stack.topology import TOPOLOGIES
 from dtr_cache_check.testkit.faults.bench import Outcome
 from dtr_cache_check.testkit.faults.catalog import FAULTS, TTL_CHECK, Fault
 from dtr_cache_check.testkit.faults.doc import DOC_PATH, render
@@ -30,8 +31,14 @@ def diagnoses() -> dict[str, Outcome]:
     return {}
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
-def test_fault_is_caught_once_and_explained(bench, fault: Fault, diagnoses):
+# One bench at a time: the faults of a topology run together (a stable sort keeps the
+# catalog's order within each).
+ORDERED = sorted(FAULTS, key=lambda f: TOPOLOGIES.index(f.topology))
+
+
+@pytest.mark.parametrize("fault", ORDERED, ids=lambda f: f.name)
+def test_fault_is_caught_once_and_explained(bench_for, fault: Fault, diagnoses):
+    bench = bench_for(fault.topology)
     try:
         spec = fault.apply(bench)
         deselect = list(fault.deselect) + ([] if fault.slow_checks else [TTL_CHECK])
