@@ -16,20 +16,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from dtr_cache_check.harness.deployed import deployed_file_on
 from dtr_cache_check.harness.diagnosis import CHAIN, fail, requires
 from dtr_cache_check.harness.target import normalize_url
 from dtr_cache_check.probes import logevidence
-from dtr_cache_check.probes.chain import DTR, LOOP, Walk, connect_to_for, walk
+from dtr_cache_check.probes.chain import DTR, HOPS_TRUST, LOOP, Walk, judge_hops_trust, walk
 from dtr_cache_check.probes.deployed_files import downstream_options
 from dtr_cache_check.probes.logs import LogLine, LogSource, LogSourceError
 from dtr_cache_check.probes.pullcycle import judge_cache_answer, transport_failure
-from dtr_cache_check.probes.tlsprobe import explain, probe
 
 NOT_A_CHAIN = ("not a chain: the cache's upstream is DTR itself (for a chain, give the leaf "
                "cache with --chain-deploy-dirs naming the caches behind it, next hop first)")
-GIVE_DIRS = ("give --chain-deploy-dirs (the deployment directories of the caches behind this "
-             "one, next hop first)")
 MAX_DEPTH = 2
 
 
@@ -112,44 +108,16 @@ def test_chain_every_cache_is_registered(chain, cache_listing, evidence):
         evidence.note(f"{hop.url}: registered as {found.get('name')!r}")
 
 
-def test_chain_hop_trusts_its_next_hop(target, chain, evidence):
+def test_chain_hop_trusts_its_next_hop(target, chain, steps, evidence):
     """Each cache behind the leaf reaches its upstream (from its config.yml) over TLS, and the
     served chain verifies against that cache's own cas files (the leaf's hop is
-    test_04_tls_between::test_cache_trusts_dtr)."""
+    test_04_tls_between::test_cache_trusts_dtr). A step (probes.chain.judge_hops_trust): the
+    pull cycle's first pull stands on it, so a regional that cannot fetch is diagnosed here,
+    once, and the pull's failures say "consequence of" this check."""
     _complete(chain)
-    behind = chain.hops[1:]
-    if not behind:
+    if len(chain.hops) < 2:
         pytest.skip(NOT_A_CHAIN)
-    for hop in behind:
-        files = hop.files
-        options = files.effective()[0]
-        cas_paths = (downstream_options(options) or {}).get("cas") or []
-        pems, sources = [], []
-        for path in cas_paths:
-            content, where = deployed_file_on(hop.host_spec, files, str(path))
-            if content is None:
-                fail(CHAIN, f"the CA file {path} of the cache {hop.url} is missing ({where})",
-                     f"mount the CA of its upstream {hop.upstream} there, listed under cas")
-            pems.append(content)
-            sources.append(where)
-        upstream = hop.upstream or ""
-        report = probe(upstream, pems or None, connect_to=connect_to_for(upstream,
-                                                                         target.dtr_url))
-        evidence.chain(report.chain_rows(), f"{upstream}'s chain, as {hop.url} sees it")
-        if not report.reachable:
-            fail(CHAIN, f"the upstream {upstream} of the cache {hop.url} does not answer: "
-                 f"{report.reason}", f"check upstreams: in {hop.url}'s config.yml: the next "
-                 "hop's URL and port, reachable from that cache")
-        if not report.trusted:
-            cause, _fix = explain(report)
-            trusting = f"its cas files {', '.join(sources)}" if pems else "system roots only"
-            fail(CHAIN, f"the cache {hop.url} does not trust its upstream {upstream}: {cause} "
-                 f"(trusting {trusting})",
-                 f"put the CA that issued {upstream}'s certificate (and only it: each cache "
-                 f"trusts only its next hop's CA) in the cas of {hop.url} (the seed's "
-                 "certs/dtr.cert.pem)")
-        evidence.note(f"{hop.url} -> {upstream}: {report.version}, verified against "
-                      f"{len(pems) or 'the system'} CA(s) ({', '.join(sources) or 'system'})")
+    steps.run(HOPS_TRUST, lambda: judge_hops_trust(target))
 
 
 def _read(source: LogSource, since: datetime, digests: list[str], *,
@@ -171,7 +139,7 @@ def test_chain_first_pull_misses_on_every_cache_and_second_hits_the_leaf(
     """A fresh image pulled twice through DTR as the test user: the first pull misses on the
     leaf and on every cache behind it (each fetched once from its upstream), the second is a
     hit on the leaf, and no cache behind it sees the blob again."""
-    requires("test_4_cache_serves_each_blob_without_authorization",
+    requires("test_5_first_request_misses_and_second_hits",  # the leaf keeps its copies
              "test_chain_hop_trusts_its_next_hop")
     _complete(chain)
     behind = chain.hops[1:]
@@ -220,10 +188,7 @@ def test_chain_first_pull_misses_on_every_cache_and_second_hits_the_leaf(
         for hop, lines in others:
             at = logevidence.for_blob(lines, digest)
             if not at.kind:
-                fail(CHAIN, f"the cache {hop.url} logged no request for {digest[:19]}, which "
-                     f"the leaf missed: the leaf did not fetch through it",
-                     f"point the leaf's upstreams at {hop.url} (or --chain-logs at that "
-                     "cache's logs)")
+                _missed_hop(chain, hop, digest, lines)
             if at.kind == "events" and (len(at.served) != 1 or not at.misses):
                 fail(CHAIN, f"the cache {hop.url} logged {[x.get('event') for x in at.served]} "
                      f"for {digest[:19]} across two pulls: expected one miss (the second pull "
@@ -241,6 +206,25 @@ def test_chain_first_pull_misses_on_every_cache_and_second_hits_the_leaf(
         evidence.note(f"{digest[7:19]}: leaf miss line {seen.misses[0].number}, hit line "
                       f"{seen.hits[0].number}")
     _dtr_saw_one_fetch(target, began, digests, evidence)
+
+
+def _missed_hop(chain: Walk, hop, digest: str, lines: list[LogLine]) -> None:
+    """Fail for a cache behind the leaf that logged nothing for a blob the leaf missed: the
+    leaf fetched it another way (an extra upstream), or its logs are not where we read."""
+    ahead = chain.hops[chain.hops.index(hop) - 1]
+    listed = [u for u in (downstream_options(ahead.files.effective()[0]) or {}).get(
+        "upstreams") or [] if isinstance(u, str)] if ahead.files else []
+    others = [u for u in listed if normalize_url(u) not in hop.aliases]
+    if others:
+        fail(CHAIN, f"the cache {hop.url} logged no request for {digest[:19]}, which "
+             f"{ahead.url} missed: {ahead.url} also lists {', '.join(others)} as upstreams "
+             "(used round-robin), so its misses skip the chain",
+             f"list only the next hop in the upstreams of {ahead.url} (each cache of a chain "
+             f"lists only its next hop): remove {', '.join(others)}")
+    fail(CHAIN, f"the cache {hop.url} logged no request for {digest[:19]}, which {ahead.url} "
+         f"missed ({len(lines)} lines read): these are not its logs, or {ahead.url} did not "
+         "fetch through it", f"point --chain-logs at the logs of {hop.url}, and the upstreams "
+         f"of {ahead.url} at {hop.url} only")
 
 
 def _dtr_saw_one_fetch(target, began: datetime, digests: list[str], evidence) -> None:
