@@ -70,6 +70,12 @@ def test_published_port_is_the_listening_port(files, evidence):
     judge(stackrules.rule_published_port_matches_addr(files), evidence)
 
 
+def test_upstream_is_not_the_cache_itself(files, evidence):
+    """No upstream is the cache's own http.host (a cache chained to itself never reaches DTR;
+    longer loops through other caches are test_12_chain's)."""
+    judge(rules.rule_upstream_not_self(files), evidence)
+
+
 def test_http_secret_is_not_the_placeholder(files, evidence):
     """http.secret is a real random value when more than one replica runs."""
     judge(rules.rule_secret_not_placeholder(files), evidence)

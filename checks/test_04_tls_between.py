@@ -3,7 +3,6 @@ config.yml gives it), and DTR trusting the cache (the registration probe)."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from urllib.parse import urlsplit
 
@@ -19,6 +18,7 @@ from dtr_cache_check.harness.diagnosis import (
     fail,
     requires,
 )
+from dtr_cache_check.probes.chain import connect_to_for, is_dtr
 from dtr_cache_check.probes.deployed_files import downstream_options
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
 from dtr_cache_formats.registry_api import API_VERSION_HEADER
@@ -41,14 +41,11 @@ def upstream(target):
     if not upstreams:
         pytest.skip("no plain upstream URL in config.yml: see the configuration checks")
     url = urlsplit(upstreams[0])
-    dtr = urlsplit(target.dtr_url)
     port = url.port or 443
-    connect_to = None
-    if url.hostname != dtr.hostname and not _resolves(url.hostname):
-        # The cache reaches DTR by a name only its network knows (a service name): go to the
-        # port it names on DTR's host, and still verify the certificate for that name. A name
-        # that resolves here (DTR's other name, or the next cache of a chain) is probed as is.
-        connect_to = (dtr.hostname, port)
+    # A name only the cache's network knows (a service name) is probed at DTR's host, still
+    # verifying the certificate for that name; one that resolves here (DTR's other name, or
+    # the next cache of a chain) is probed as is.
+    connect_to = connect_to_for(upstreams[0], target.dtr_url)
     cas, sources = [], []
     for path in options.get("cas") or []:
         content, where = deployed_file(target, files, str(path))
@@ -57,11 +54,12 @@ def upstream(target):
     return f"https://{url.hostname}:{port}", upstreams[0], connect_to, cas, sources
 
 
-def _resolves(host: str | None) -> bool:
-    try:
-        return bool(host) and bool(socket.getaddrinfo(host, None))
-    except OSError:
-        return False
+def _next_cache(target, configured: str) -> str:
+    """" (its upstream X, the next cache of the chain)" when the upstream is not DTR: in a
+    chain the leaf's next hop is a cache, and the words must not send the operator to DTR."""
+    if is_dtr(configured, target.dtr_url):
+        return ""
+    return f" (its upstream {configured}, the next cache of the chain)"
 
 
 def test_cache_reaches_dtr(upstream, evidence):
@@ -71,7 +69,8 @@ def test_cache_reaches_dtr(upstream, evidence):
     report = probe(url, None, connect_to=connect_to)
     if not report.reachable:
         fail(CACHE_DTR, f"the cache's upstream {configured} does not answer: {report.reason}",
-             "check upstreams: in config.yml: DTR's URL and port, reachable from the cache node")
+             "check upstreams: in config.yml: DTR's URL and port (or the next cache's, in "
+             "a chain), reachable from the cache node")
     evidence.note(f"{configured} answers {report.version}")
 
 
@@ -99,11 +98,13 @@ def test_cache_trusts_dtr(target, upstream, evidence):
         "test_full_chain_is_served", "test_certificate_is_within_its_validity",
         "test_certificate_key_is_strong", "test_tls_1_2_or_newer")))
     url, configured, connect_to, cas, sources = upstream
+    chained = _next_cache(target, configured)
     missing = [path for path, content in cas if content is None]
     if missing:
-        fail(CACHE_DTR, f"the cache's CA file {missing[0]} is missing ({sources[0]})",
-             "mount DTR's CA there: curl -sk https://<dtr>/ca > certs/dtr.cert.pem, declared "
-             "as the secret dtr.cert.pem")
+        fail(CACHE_DTR, f"the cache's CA file {missing[0]} is missing ({sources[0]}){chained}",
+             "mount the CA of the next cache's certificate there (declared as the secret "
+             "dtr.cert.pem)" if chained else "mount DTR's CA there: curl -sk "
+             "https://<dtr>/ca > certs/dtr.cert.pem, declared as the secret dtr.cert.pem")
     pems = [content for _path, content in cas]
     report = probe(url, pems or None, connect_to=connect_to)
     evidence.chain(report.chain_rows(), "DTR's chain, as the cache sees it")
@@ -115,8 +116,12 @@ def test_cache_trusts_dtr(target, upstream, evidence):
         if report.failure_class in (UNKNOWN_AUTHORITY, MISSING_INTERMEDIATE, SELF_SIGNED):
             fix = ("put DTR's CA in the cache's cas: curl -sk https://<dtr>/ca > "
                    "certs/dtr.cert.pem, mounted as the secret dtr.cert.pem and listed under cas")
-        fail(CACHE_DTR, f"{cause} (trusting {'its cas files' if pems else 'system roots only'})",
-             fix)
+            if chained:  # each cache of a chain trusts only its next hop's CA
+                fix = (f"put the CA that issued {configured}'s certificate (the next cache's, "
+                       "not DTR's) in the cache's cas: the seed's certs/dtr.cert.pem, mounted as "
+                       "the secret dtr.cert.pem and listed under cas")
+        fail(CACHE_DTR, f"{cause} (trusting {'its cas files' if pems else 'system roots only'})"
+             f"{chained}", fix)
     evidence.note(f"{configured} verified against {len(pems) or 'the system'} CA(s)")
 
 

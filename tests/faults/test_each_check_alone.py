@@ -13,7 +13,12 @@ from dtr_cache_check.testkit.faults.bench import Outcome
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # Bridge mode runs no swarm: the placement rule cannot be evaluated against nodes (it is in
 # the swarm-mode main job, tests/docker/test_main_job.py).
-NOT_OBSERVABLE_ON_THE_BENCH = {"test_placement_constraint_matches_a_node"}
+# The chain checks skip on a single cache ("not a chain"); they are proven on the chain bench
+# (the last tests of this module: asking for it takes the single bench down).
+CHAIN_CHECKS = {"test_chain_does_not_loop", "test_chain_is_at_most_two_deep",
+                "test_chain_every_cache_is_registered", "test_chain_hop_trusts_its_next_hop",
+                "test_chain_first_pull_misses_on_every_cache_and_second_hits_the_leaf"}
+NOT_OBSERVABLE_ON_THE_BENCH = {"test_placement_constraint_matches_a_node", *CHAIN_CHECKS}
 LOG_CHECKS = {"test_logs_show_the_miss_then_the_hit", "test_no_tls_errors_in_the_cache_logs",
               "test_docker_pull_is_served_by_the_cache",
               "test_containerd_pull_is_served_by_the_cache"}
@@ -90,3 +95,20 @@ def test_without_dtrs_key_the_expired_token_check_waits_out_a_real_token(bench):
     got = outcomes["test_expired_token_gets_nothing"]
     assert got.status == "passed", got.first_line
     assert "DTR's own token" in got.evidence and "after it expired" in got.evidence, got.evidence
+
+
+def test_on_a_chain_every_chain_check_passes_with_evidence_also_alone(bench_for):
+    """Against the chain bench (leaf -> regional -> DTR) the chain checks pass, with evidence,
+    in the whole suite and each alone."""
+    chain = bench_for("chain")
+    whole = chain.run_checks("healthy-chain")
+    problems = [f"{n}: {whole[n].status if n in whole else 'not run'} "
+                f"{whole[n].first_line if n in whole else ''}" for n in sorted(CHAIN_CHECKS)
+                if n not in whole or whole[n].status != "passed" or not whole[n].evidence]
+    for name in sorted(CHAIN_CHECKS & set(whole)):
+        alone = chain.run_checks("chain-alone", select=(whole[name].nodeid,))
+        got = alone.get(name)
+        if got is None or got.status != "passed" or not got.evidence:
+            problems.append(f"{name} alone: {got.status if got else 'not run'} "
+                            f"{got.first_line if got else sorted(alone)}")
+    assert not problems, "\n".join(problems)

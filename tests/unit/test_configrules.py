@@ -25,12 +25,12 @@ def test_the_seed_as_written_has_no_error_only_the_placeholder_warning(ca):
     cert = ca.issue_server(["cache.example.com"]).cert
     found = all_findings(files(), cert)
     assert [f.rule for f in found if not f.ok] == ["secret-not-placeholder"], found
-    assert found[6].severity == WARNING
+    assert found[7].severity == WARNING
     assert {f.rule for f in found} == {
         "blobttl-needs-delete", "blobttl-has-unit", "upstreams-https", "cas-files-mounted",
         "tls-paths-mounted", "published-port-matches-addr", "secret-not-placeholder",
         "restart-policy", "configs-and-secrets-declared", "placement-constraint",
-        "host-covered-by-cert", "image-matches-dtr-version"}
+        "host-covered-by-cert", "image-matches-dtr-version", "upstream-not-self"}
 
 
 def test_the_seed_on_disk_with_a_real_secret_passes_every_rule(deployed, ca):
@@ -212,3 +212,20 @@ def test_load_keeps_the_file_names(tmp_path):
     assert f.stack is None and f.deploy_dir is None
     assert cr.rule_blobttl_has_unit(f).subject.startswith("cache-config.yml: ")
     assert copy.deepcopy(f.config) == config()
+
+
+# --- a cache chained to itself ---------------------------------------------------------------
+
+
+def test_an_upstream_naming_the_cache_itself_fails():
+    own = config(host="https://cache.example.com")
+    downstream_options(own)["upstreams"] = ["https://dtr.example.com", "https://cache.example.com:443"]
+    f = fails(cr.rule_upstream_not_self(files(own)), f"config.yml: {OPTS}.upstreams[1]",
+              "never the cache itself")
+    assert "chained to itself" in f.cause and "https://cache.example.com" in f.cause
+
+
+def test_an_upstream_on_another_port_of_the_same_host_is_not_the_cache():
+    other = config(host="https://cache.example.com:443")
+    downstream_options(other)["upstreams"] = ["https://cache.example.com:8443"]
+    assert cr.rule_upstream_not_self(files(other)).ok
