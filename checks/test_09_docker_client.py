@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from dtr_cache_check.harness.diagnosis import DOCKER, fail, requires
-from dtr_cache_check.probes import logevidence
 from dtr_cache_check.probes.dockerclient import (
     CertsEntry,
     daemon_available,
@@ -18,7 +17,7 @@ from dtr_cache_check.probes.dockerclient import (
     tls_error,
     trusted_registries,
 )
-from dtr_cache_check.probes.pullcycle import cache_lines
+from dtr_cache_check.probes.pullcycle import require_layers_served
 from dtr_cache_check.probes.tlsprobe import probe
 
 
@@ -64,27 +63,10 @@ def test_docker_pull_is_served_by_the_cache(target, push_image, evidence, writes
         evidence.text("docker pull", out)
         if status != 0:
             _pull_failed(target, ref, out, dtr, cache, entry)
-    digests = [layer.digest for layer in image.layers]
-
-    def served(lines):
-        return all(logevidence.for_blob(lines, d).served for d in digests)
-
-    lines = cache_lines(target, since, wait_for=served)
-    if not lines:
-        pytest.skip("docker pull succeeded, but that the cache served its layers is not proven: "
-                    + ("give --cache-logs to read the cache's evidence" if lines is None else
-                       f"{target.cache_logs} gave no line written since the pull (rotated, "
-                       "restarted, or not this cache's logs)"))
-    missing = [d for d in digests if not logevidence.for_blob(lines, d).served]
-    if missing:
-        fail(DOCKER, f"docker pull succeeded but the cache's logs show no layer served for "
-             f"{len(missing)} of {len(digests)} layer(s), e.g. {missing[0][:19]}: DTR served "
-             "them itself", f"point {target.dtr_user}'s Content Cache setting at the cache")
-    shown = [logevidence.for_blob(lines, d).served[0] for d in digests]
+    served = require_layers_served(target, [layer.digest for layer in image.layers], since,
+                                   client="docker pull", hop=DOCKER)
     evidence.note(f"docker pull ok over verified TLS ({dtr} is not an insecure registry to the "
-                  f"daemon); the cache served its {len(digests)} layers: " + ", ".join(
-                      f"{d[7:19]} ({line.get('event') or 'access 200'}, line {line.number})"
-                      for d, line in zip(digests, shown, strict=True)))
+                  f"daemon); {served}")
 
 
 def _pull_failed(target, ref: str, out: str, dtr: str, cache: str | None,

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from dtr_cache_check.harness.diagnosis import CONTAINERD, fail, requires
-from dtr_cache_check.probes import containerdclient, logevidence
-from dtr_cache_check.probes.pullcycle import cache_lines
+from dtr_cache_check.probes import containerdclient
+from dtr_cache_check.probes.pullcycle import require_layers_served
 
 # Why each kind of failure happens, and what to change, by hop.
 _FIXES = {
@@ -71,24 +71,6 @@ def test_containerd_pull_is_served_by_the_cache(target, push_image, evidence, wr
         fail(CONTAINERD, f"ctr pull {ref} failed on the {why.hop} hop: the {why.what} from "
              f"{'the cache' if why.hop == 'client->cache' else 'DTR'} ({why.host}): "
              f"{why.kind}", fix.format(**names), details=why.line)
-    digests = [layer.digest for layer in image.layers]
-
-    def served(lines):
-        return all(logevidence.for_blob(lines, d).served for d in digests)
-
-    lines = cache_lines(target, since, wait_for=served)
-    if not lines:
-        pytest.skip("ctr pull succeeded, but that the cache served its layers is not proven: "
-                    + ("give --cache-logs to read the cache's evidence" if lines is None else
-                       f"{target.cache_logs} gave no line written since the pull (rotated, "
-                       "restarted, or not this cache's logs)"))
-    missing = [d for d in digests if not logevidence.for_blob(lines, d).served]
-    if missing:
-        fail(CONTAINERD, f"ctr pull succeeded but the cache's logs show no layer served for "
-             f"{len(missing)} of {len(digests)} layer(s), e.g. {missing[0][:19]}: DTR served "
-             "them itself", f"point {target.dtr_user}'s Content Cache setting at the cache")
-    shown = [logevidence.for_blob(lines, d).served[0] for d in digests]
-    evidence.note(f"ctr pull ok (containerd at {address}); the cache served its "
-                  f"{len(digests)} layers: " + ", ".join(
-                      f"{d[7:19]} ({line.get('event') or 'access 200'}, line {line.number})"
-                      for d, line in zip(digests, shown, strict=True)))
+    served = require_layers_served(target, [layer.digest for layer in image.layers], since,
+                                   client="ctr pull", hop=CONTAINERD)
+    evidence.note(f"ctr pull ok (containerd at {address}); {served}")
