@@ -3,6 +3,7 @@ config.yml gives it), and DTR trusting the cache (the registration probe)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from dtr_cache_check.harness.diagnosis import (
     requires,
 )
 from dtr_cache_check.probes.deployed_files import downstream_options
+from dtr_cache_check.probes.ha import balancer_certificate
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
 from dtr_cache_formats.registry_api import API_VERSION_HEADER
 from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY, classify
@@ -120,7 +122,7 @@ def test_cache_trusts_dtr(target, upstream, evidence):
     evidence.note(f"{configured} verified against {len(pems) or 'the system'} CA(s)")
 
 
-def test_dtr_trusts_the_cache(target, evidence, writes):
+def test_dtr_trusts_the_cache(target, steps, evidence, writes):
     """DTR accepts registering the cache's URL: it reaches the cache and trusts its certificate."""
     requires(f"test_client_trusts_the_server[{CLIENT_DTR}]",
              *(f"{check}[{CLIENT_CACHE}]" for check in CACHE_SIDE))
@@ -142,6 +144,9 @@ def test_dtr_trusts_the_cache(target, evidence, writes):
         message = answer.json()["errors"][0]["message"]
     except (ValueError, KeyError, IndexError, TypeError):
         message = answer.text[:400]
+    if target.replicas:  # HA: the balancer's own certificate is the balancer check's finding
+        with contextlib.suppress(pytest.skip.Exception):
+            balancer_certificate(target, steps)
     fail(DTR_CACHE, f"DTR refused a cache at {target.cache_url}: {message}",
          "give DTR the CA that signed the cache's certificate (DTR's trusted CAs), or serve the "
          "cache with a certificate from a CA DTR trusts")
