@@ -14,6 +14,13 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # Bridge mode runs no swarm: the placement rule cannot be evaluated against nodes (it is in
 # the swarm-mode main job, tests/docker/test_main_job.py).
 NOT_OBSERVABLE_ON_THE_BENCH = {"test_placement_constraint_matches_a_node"}
+# A single cache is no HA: these skip on the single bench (saying how to give the replicas) and
+# are proven on the HA bench (the last test here).
+HA_CHECKS = {"test_every_replica_answers",
+             "test_every_replica_presents_a_valid_chain_for_the_registered_name",
+             "test_blob_fetched_through_one_replica_is_a_hit_on_every_other",
+             "test_replicas_share_the_http_secret",
+             "test_balancer_keeps_the_certificate_and_the_query"}
 LOG_CHECKS = {"test_logs_show_the_miss_then_the_hit", "test_no_tls_errors_in_the_cache_logs",
               "test_docker_pull_is_served_by_the_cache",
               "test_containerd_pull_is_served_by_the_cache"}
@@ -30,10 +37,13 @@ def healthy(bench) -> dict[str, Outcome]:
 
 def test_the_healthy_run_passes_every_check_with_evidence(healthy):
     failed = [f"{o.name}: {o.first_line}" for o in healthy.values() if o.status != "passed"
-              and o.name not in NOT_OBSERVABLE_ON_THE_BENCH]
+              and o.name not in NOT_OBSERVABLE_ON_THE_BENCH | HA_CHECKS]
     assert not failed, "\n".join(failed)
     skipped = {o.name for o in healthy.values() if o.status == "skipped"}
-    assert skipped == NOT_OBSERVABLE_ON_THE_BENCH
+    assert skipped == NOT_OBSERVABLE_ON_THE_BENCH | HA_CHECKS
+    unsaid = [o.name for o in healthy.values() if o.name in HA_CHECKS
+              and "--cache-replicas" not in o.first_line]
+    assert not unsaid, f"skipped without saying how to give the replicas: {unsaid}"
     assert healthy["test_expired_copy_is_fetched_again"].status == "passed"
     silent = [o.name for o in healthy.values() if o.status == "passed" and not o.evidence]
     assert not silent, f"passed without evidence: {silent}"
@@ -42,7 +52,7 @@ def test_the_healthy_run_passes_every_check_with_evidence(healthy):
 def test_every_check_alone_passes_with_positive_evidence(bench, healthy):
     problems = []
     for outcome in sorted(healthy.values(), key=lambda o: o.nodeid):
-        if outcome.name in NOT_OBSERVABLE_ON_THE_BENCH:
+        if outcome.name in NOT_OBSERVABLE_ON_THE_BENCH | HA_CHECKS:
             continue
         alone = bench.run_checks("alone", select=(outcome.nodeid,),
                                  extra=["--ttl-wait", "40"])
@@ -90,3 +100,16 @@ def test_without_dtrs_key_the_expired_token_check_waits_out_a_real_token(bench):
     got = outcomes["test_expired_token_gets_nothing"]
     assert got.status == "passed", got.first_line
     assert "DTR's own token" in got.evidence and "after it expired" in got.evidence, got.evidence
+
+
+# Last in this file: it takes the single bench down for the HA one (one bench at a time).
+def test_on_the_ha_bench_every_ha_check_passes_alone_with_evidence(bench_for):
+    ha = bench_for("ha")
+    problems = []
+    for name in sorted(HA_CHECKS):
+        alone = ha.run_checks("ha-alone", select=(f"checks/test_13_ha.py::{name}",))
+        got = alone.get(name)
+        if got is None or got.status != "passed" or not got.evidence or len(alone) != 1:
+            problems.append(f"{name}: {got.status if got else 'not run'} "
+                            f"{got.first_line if got else sorted(alone)}")
+    assert not problems, "\n".join(problems)
