@@ -4,13 +4,12 @@ then the overall trust check reports only what those did not already explain."""
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import pytest
 
 from dtr_cache_check.harness.diagnosis import CLIENT_CACHE, CLIENT_DTR, fail, requires
-from dtr_cache_check.probes.ha import balancer_certificate
+from dtr_cache_check.probes.ha import replicas_first
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, TlsReport, explain, probe
 from dtr_cache_formats.tls_classes import (
     EXPIRED,
@@ -67,13 +66,13 @@ def _fail_with(report: TlsReport, hop: str, request=None) -> None:
 
 
 def _balancer_first(request, report: TlsReport, hop: str) -> None:
-    """HA: a certificate that is not the replicas' own is the balancer's (terminating TLS):
-    the balancer check's diagnosis, run now so this one says "consequence of" it."""
+    """HA: through the balancer the client sees one replica's certificate, or the balancer's
+    own (terminating TLS): one replica that differs, or the balancer, is an HA check's
+    diagnosis, run now so that this one says "consequence of" it."""
     target = request.getfixturevalue("target")
     if hop != CLIENT_CACHE or not target.replicas or not report.reachable:
         return
-    with contextlib.suppress(pytest.skip.Exception):
-        balancer_certificate(target, request.getfixturevalue("steps"))
+    replicas_first(target, request.getfixturevalue("steps"))
 
 
 @pytest.mark.parametrize("hop", HOPS)

@@ -3,7 +3,6 @@ config.yml gives it), and DTR trusting the cache (the registration probe)."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import uuid
 from urllib.parse import urlsplit
@@ -20,8 +19,8 @@ from dtr_cache_check.harness.diagnosis import (
     fail,
     requires,
 )
+from dtr_cache_check.probes import ha
 from dtr_cache_check.probes.deployed_files import downstream_options
-from dtr_cache_check.probes.ha import balancer_certificate
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
 from dtr_cache_formats.registry_api import API_VERSION_HEADER
 from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY, classify
@@ -144,9 +143,8 @@ def test_dtr_trusts_the_cache(target, steps, evidence, writes):
         message = answer.json()["errors"][0]["message"]
     except (ValueError, KeyError, IndexError, TypeError):
         message = answer.text[:400]
-    if target.replicas:  # HA: the balancer's own certificate is the balancer check's finding
-        with contextlib.suppress(pytest.skip.Exception):
-            balancer_certificate(target, steps)
+    # HA: a replica's own certificate, or the balancer's, is an HA check's finding
+    ha.replicas_first(target, steps)
     fail(DTR_CACHE, f"DTR refused a cache at {target.cache_url}: {message}",
          "give DTR the CA that signed the cache's certificate (DTR's trusted CAs), or serve the "
          "cache with a certificate from a CA DTR trusts")
