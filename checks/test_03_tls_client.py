@@ -9,6 +9,7 @@ import warnings
 import pytest
 
 from dtr_cache_check.harness.diagnosis import CLIENT_CACHE, CLIENT_DTR, fail, requires
+from dtr_cache_check.probes.ha import replicas_first
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, TlsReport, explain, probe
 from dtr_cache_formats.tls_classes import (
     EXPIRED,
@@ -57,9 +58,21 @@ def _report(client_tls, hop: str, evidence, check: str) -> TlsReport:
     return report
 
 
-def _fail_with(report: TlsReport, hop: str) -> None:
+def _fail_with(report: TlsReport, hop: str, request=None) -> None:
+    if request is not None:
+        _balancer_first(request, report, hop)
     cause, fix = explain(report)
     fail(hop, cause, fix)
+
+
+def _balancer_first(request, report: TlsReport, hop: str) -> None:
+    """HA: through the balancer the client sees one replica's certificate, or the balancer's
+    own (terminating TLS): one replica that differs, or the balancer, is an HA check's
+    diagnosis, run now so that this one says "consequence of" it."""
+    target = request.getfixturevalue("target")
+    if hop != CLIENT_CACHE or not target.replicas or not report.reachable:
+        return
+    replicas_first(target, request.getfixturevalue("steps"))
 
 
 @pytest.mark.parametrize("hop", HOPS)
@@ -72,22 +85,22 @@ def test_server_answers_tls(client_tls, hop, evidence):
 
 
 @pytest.mark.parametrize("hop", HOPS)
-def test_full_chain_is_served(target, client_tls, hop, evidence):
+def test_full_chain_is_served(target, client_tls, hop, evidence, request):
     """The server sends its certificate with the intermediate(s) up to a trusted root."""
     report = _report(client_tls, hop, evidence, "test_full_chain_is_served")
     if report.failure_class == MISSING_INTERMEDIATE and not (
             hop == CLIENT_DTR and target.issued_by_dtr_ca(report.leaf)):
-        _fail_with(report, hop)
+        _fail_with(report, hop, request)
     evidence.note(f"{len(report.chain)} certificate(s) served")
 
 
 @pytest.mark.parametrize("hop", HOPS)
-def test_certificate_names_the_host(client_tls, hop, evidence):
+def test_certificate_names_the_host(client_tls, hop, evidence, request):
     """The certificate's subjectAltName covers the host name clients use."""
     report = _report(client_tls, hop, evidence, "test_certificate_names_the_host")
     if not report.san_covers():
         report.failure_class = HOSTNAME_MISMATCH
-        _fail_with(report, hop)
+        _fail_with(report, hop, request)
     evidence.note(f"{report.host} in SANs {', '.join(report.san_names())}")
 
 
@@ -124,11 +137,12 @@ def test_tls_1_2_or_newer(client_tls, hop, evidence):
 
 
 @pytest.mark.parametrize("hop", HOPS)
-def test_client_trusts_the_server(client_tls, hop, evidence):
+def test_client_trusts_the_server(client_tls, hop, evidence, request):
     """The served chain verifies against the CA the client was given (else the system roots)."""
     report = _report(client_tls, hop, evidence, "test_client_trusts_the_server")
     requires(*(f"{check}[{hop}]" for check in SPECIFIC))
     if not report.trusted:
+        _balancer_first(request, report, hop)
         if report.failure_class == MISSING_INTERMEDIATE:  # the full-chain check cleared that
             report.failure_class = UNKNOWN_AUTHORITY
         cause, fix = explain(report)

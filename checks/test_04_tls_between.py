@@ -18,6 +18,7 @@ from dtr_cache_check.harness.diagnosis import (
     fail,
     requires,
 )
+from dtr_cache_check.probes import ha
 from dtr_cache_check.probes.chain import connect_to_for, is_dtr
 from dtr_cache_check.probes.deployed_files import downstream_options
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
@@ -125,7 +126,7 @@ def test_cache_trusts_dtr(target, upstream, evidence):
     evidence.note(f"{configured} verified against {len(pems) or 'the system'} CA(s)")
 
 
-def test_dtr_trusts_the_cache(target, evidence, writes):
+def test_dtr_trusts_the_cache(target, steps, evidence, writes):
     """DTR accepts registering the cache's URL: it reaches the cache and trusts its certificate."""
     requires(f"test_client_trusts_the_server[{CLIENT_DTR}]",
              *(f"{check}[{CLIENT_CACHE}]" for check in CACHE_SIDE))
@@ -147,6 +148,8 @@ def test_dtr_trusts_the_cache(target, evidence, writes):
         message = answer.json()["errors"][0]["message"]
     except (ValueError, KeyError, IndexError, TypeError):
         message = answer.text[:400]
+    # HA: a replica's own certificate, or the balancer's, is an HA check's finding
+    ha.replicas_first(target, steps)
     fail(DTR_CACHE, f"DTR refused a cache at {target.cache_url}: {message}",
          "give DTR the CA that signed the cache's certificate (DTR's trusted CAs), or serve the "
          "cache with a certificate from a CA DTR trusts")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dtr_cache_check.harness.diagnosis import CACHE_DTR, LOGS, fail, requires
-from dtr_cache_check.probes import logevidence
+from dtr_cache_check.probes import ha, logevidence
 from dtr_cache_check.probes.logs import LogLine, LogSourceError
 from dtr_cache_check.probes.pullcycle import cache_lines
 
@@ -81,7 +81,7 @@ def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
                          lines, marks)
 
 
-def test_no_tls_errors_in_the_cache_logs(target, cycle, evidence):
+def test_no_tls_errors_in_the_cache_logs(target, steps, cycle, evidence):
     """While the checks ran, and after the cache fetched from DTR in this run (the pull cycle's
     first pull), the cache logged no TLS failure (towards DTR or from clients)."""
     requires("test_cache_trusts_dtr", "test_client_trusts_the_server[client->cache]")
@@ -91,6 +91,8 @@ def test_no_tls_errors_in_the_cache_logs(target, cycle, evidence):
     bad = logevidence.tls_failures(lines)
     if bad:
         evidence.log_excerpt("TLS errors in the cache's logs", lines, [b.number for b in bad])
+        # HA: a client refusing one replica's certificate shows here as a handshake failure
+        ha.replicas_first(target, steps)
         first = bad[0]
         kind = first.get("kind") or "tls error"
         fail(CACHE_DTR if first.get("event") == "upstream.error" else LOGS,

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from dtr_cache_check.harness.diagnosis import DOCKER, fail, requires
+from dtr_cache_check.probes import ha
 from dtr_cache_check.probes.dockerclient import (
     CertsEntry,
     daemon_available,
@@ -21,7 +22,7 @@ from dtr_cache_check.probes.pullcycle import require_layers_served
 from dtr_cache_check.probes.tlsprobe import probe
 
 
-def test_docker_pull_is_served_by_the_cache(target, push_image, evidence, writes):
+def test_docker_pull_is_served_by_the_cache(target, steps, push_image, evidence, writes):
     """``docker pull`` from DTR succeeds with its layers absent first, the daemon verified TLS
     on the way (DTR is not an insecure registry to it), and the cache's logs show it served
     those very layers (a miss/hit event or an access line answered 200)."""
@@ -62,6 +63,7 @@ def test_docker_pull_is_served_by_the_cache(target, push_image, evidence, writes
             cli.remove_image(ref)
         evidence.text("docker pull", out)
         if status != 0:
+            ha.replicas_first(target, steps)  # HA: it may have met a faulty replica
             _pull_failed(target, ref, out, dtr, cache, entry)
     served = require_layers_served(target, [layer.digest for layer in image.layers], since,
                                    client="docker pull", hop=DOCKER)

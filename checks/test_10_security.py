@@ -22,6 +22,7 @@ from dtr_cache_check.harness.diagnosis import (
     requires,
 )
 from dtr_cache_check.harness.report import EVIDENCE_KEY
+from dtr_cache_check.probes import ha
 from dtr_cache_check.reference.dtr.minting import mint, unverified_expiry
 from dtr_cache_formats.blob_token import JWKS_PATH, TOKEN_PARAM
 
@@ -40,16 +41,28 @@ def signed(cycle):
     return digest, first[digest].content, location, token_name, query
 
 
-def _get(target, url: str) -> httpx.Response:
-    with httpx.Client(verify=target.trust("cache"), timeout=30) as http:
-        return http.get(url)
+def _get(target, steps, url: str) -> httpx.Response:
+    try:
+        with httpx.Client(verify=target.trust("cache"), timeout=30) as http:
+            return http.get(url)
+    except httpx.TransportError as exc:
+        failed = exc
+    ha.replicas_first(target, steps)  # HA: this connection may have met a faulty replica
+    raise failed
 
 
-def _warm(target, digest: str) -> None:
+def _warm(target, steps, digest: str) -> None:
     """Have the cache hold ``digest`` now (a fresh redirect, followed): a refusal that follows is
     then the cache's own, not DTR's answer to a miss."""
+    failed = None
     with target.client() as client:
-        answer = client.follow(client.get_blob(target.test_repo, digest))
+        try:
+            answer = client.follow(client.get_blob(target.test_repo, digest))
+        except httpx.TransportError as exc:
+            failed = exc
+    if failed is not None:  # HA: this connection may have met a faulty replica
+        ha.replicas_first(target, steps)
+        raise failed
     if answer.status_code != 200:
         fail(CLIENT_CACHE, f"the cache no longer serves {digest[:19]} with DTR's fresh token "
              f"({answer.status_code}), so a refusal could not be told from a broken cache",
@@ -63,7 +76,7 @@ def _refused(answer: httpx.Response, body: bytes, what: str) -> None:
              "request: update it, and never run it with test fault modes enabled")
 
 
-def test_tampered_token_gets_nothing(target, signed, evidence, writes):
+def test_tampered_token_gets_nothing(target, steps, signed, evidence, writes):
     """A redirect whose signature was altered gets 401/403 and not one byte of the blob."""
     digest, body, location, token_name, query = signed
     if token_name is None:
@@ -71,13 +84,13 @@ def test_tampered_token_gets_nothing(target, signed, evidence, writes):
                     "is not in the URL, so this check cannot alter it")
     value = query[token_name][0]
     tampered = location.replace(value, value[:-4] + ("AAAA" if value[-4:] != "AAAA" else "BBBB"))
-    answer = _get(target, tampered)
+    answer = _get(target, steps, tampered)
     _refused(answer, body, "a tampered signature")
     evidence.note(f"control: DTR's token for {digest[7:19]} was served 200 with the right "
                   f"bytes; tampered {token_name}: {answer.status_code}, no byte of the blob")
 
 
-def test_expired_token_gets_nothing(target, signed, evidence, writes):
+def test_expired_token_gets_nothing(target, steps, signed, evidence, writes):
     """A correctly signed but expired redirect gets 401 and not one byte of the blob."""
     requires("test_tampered_token_gets_nothing")
     digest, body, location, token_name, query = signed
@@ -102,8 +115,8 @@ def test_expired_token_gets_nothing(target, signed, evidence, writes):
                         f"--ttl-wait {int(wait) + 1} (now {target.ttl_wait:g})")
         time.sleep(max(wait, 0))
         url, how = location, f"DTR's own token, {wait:.0f} s after it expired"
-    _warm(target, digest)  # a hit now: the cache itself must refuse, not DTR on a miss
-    answer = _get(target, url)
+    _warm(target, steps, digest)  # a hit now: the cache itself must refuse, not DTR on a miss
+    answer = _get(target, steps, url)
     _refused(answer, body, "an expired signature")
     evidence.note(f"{how}, asked while the cache held the blob: {answer.status_code}, no byte "
                   f"of {digest[7:19]}")
@@ -131,8 +144,8 @@ def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, wri
                   "no redirect")
 
 
-def test_blob_of_another_repository_gets_no_redirect(target, cycle, push_image, evidence,
-                                                    writes):
+def test_blob_of_another_repository_gets_no_redirect(target, steps, cycle, push_image,
+                                                    evidence, writes):
     """A blob that exists only in a repository the test user cannot read is not redirected to
     the cache when asked for through the user's own repository (DTR answers 404 BLOB_UNKNOWN
     or refuses), and the cache never serves its bytes: the cache stores blobs by digest for
@@ -157,7 +170,7 @@ def test_blob_of_another_repository_gets_no_redirect(target, cycle, push_image, 
         evidence.transcript(client.transcript)
     for where, answer in asked.items():
         if answer.status_code in (301, 302, 303, 307, 308):
-            served = _get(target, answer.headers.get("location", ""))
+            served = _get(target, steps, answer.headers.get("location", ""))
             leaked = served.status_code == 200 and image.layers[0].data[:64] in served.content
             fail(SECURITY, f"DTR signed a redirect for {target.dtr_user} to {digest[:19]}, a "
                  f"blob only in {repo}, asked through {where}; the cache then answered "

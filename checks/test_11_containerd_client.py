@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from dtr_cache_check.harness.diagnosis import CONTAINERD, fail, requires
-from dtr_cache_check.probes import containerdclient
+from dtr_cache_check.probes import containerdclient, ha
 from dtr_cache_check.probes.pullcycle import require_layers_served
 
 # Why each kind of failure happens, and what to change, by hop.
@@ -39,7 +39,7 @@ _DEFAULT_FIX = {
 }
 
 
-def test_containerd_pull_is_served_by_the_cache(target, push_image, evidence, writes):
+def test_containerd_pull_is_served_by_the_cache(target, steps, push_image, evidence, writes):
     """``ctr images pull`` from DTR, with DTR's and the cache's CAs in DTR's hosts.toml,
     succeeds in a fresh namespace, and the cache's logs show it served those very layers."""
     requires("test_4_cache_serves_each_blob_without_authorization",
@@ -65,6 +65,7 @@ def test_containerd_pull_is_served_by_the_cache(target, push_image, evidence, wr
         evidence.text("containerd namespace left behind",
                       f"{ctr.namespace} on {address}: {ctr.left_behind}")
     if status != 0:
+        ha.replicas_first(target, steps)  # HA: it may have met a faulty replica
         why = containerdclient.classify(out, dtr, cache)
         names = {"dtr": dtr, "cache": cache or "the cache"}
         fix = _FIXES.get(why.kind, {}).get(why.hop) or _DEFAULT_FIX[why.hop]

@@ -13,12 +13,20 @@ from dtr_cache_check.testkit.faults.bench import Outcome
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # Bridge mode runs no swarm: the placement rule cannot be evaluated against nodes (it is in
 # the swarm-mode main job, tests/docker/test_main_job.py).
-# The chain checks skip on a single cache ("not a chain"); they are proven on the chain bench
-# (the last tests of this module: asking for it takes the single bench down).
+# The topologies' own checks skip on a single cache ("not a chain", "not HA", saying how to
+# give the shape); each topology's are proven on its bench (the last tests of this module:
+# asking for another bench takes the single one down).
 CHAIN_CHECKS = {"test_chain_does_not_loop", "test_chain_is_at_most_two_deep",
                 "test_chain_every_cache_is_registered", "test_chain_hop_trusts_its_next_hop",
                 "test_chain_first_pull_misses_on_every_cache_and_second_hits_the_leaf"}
-NOT_OBSERVABLE_ON_THE_BENCH = {"test_placement_constraint_matches_a_node", *CHAIN_CHECKS}
+HA_CHECKS = {"test_every_replica_answers",
+             "test_every_replica_presents_a_valid_chain_for_the_registered_name",
+             "test_blob_fetched_through_one_replica_is_a_hit_on_every_other",
+             "test_replicas_share_the_http_secret",
+             "test_balancer_keeps_the_certificate_and_the_query"}
+TOPOLOGY_CHECKS = {"chain": CHAIN_CHECKS, "ha": HA_CHECKS}
+NOT_OBSERVABLE_ON_THE_BENCH = {"test_placement_constraint_matches_a_node", *CHAIN_CHECKS,
+                               *HA_CHECKS}
 LOG_CHECKS = {"test_logs_show_the_miss_then_the_hit", "test_no_tls_errors_in_the_cache_logs",
               "test_docker_pull_is_served_by_the_cache",
               "test_containerd_pull_is_served_by_the_cache"}
@@ -39,6 +47,9 @@ def test_the_healthy_run_passes_every_check_with_evidence(healthy):
     assert not failed, "\n".join(failed)
     skipped = {o.name for o in healthy.values() if o.status == "skipped"}
     assert skipped == NOT_OBSERVABLE_ON_THE_BENCH
+    unsaid = [o.name for o in healthy.values() if o.name in HA_CHECKS
+              and "--cache-replicas" not in o.first_line]
+    assert not unsaid, f"skipped without saying how to give the replicas: {unsaid}"
     assert healthy["test_expired_copy_is_fetched_again"].status == "passed"
     silent = [o.name for o in healthy.values() if o.status == "passed" and not o.evidence]
     assert not silent, f"passed without evidence: {silent}"
@@ -97,18 +108,25 @@ def test_without_dtrs_key_the_expired_token_check_waits_out_a_real_token(bench):
     assert "DTR's own token" in got.evidence and "after it expired" in got.evidence, got.evidence
 
 
-def test_on_a_chain_every_chain_check_passes_with_evidence_also_alone(bench_for):
-    """Against the chain bench (leaf -> regional -> DTR) the chain checks pass, with evidence,
-    in the whole suite and each alone."""
-    chain = bench_for("chain")
-    whole = chain.run_checks("healthy-chain")
-    problems = [f"{n}: {whole[n].status if n in whole else 'not run'} "
-                f"{whole[n].first_line if n in whole else ''}" for n in sorted(CHAIN_CHECKS)
-                if n not in whole or whole[n].status != "passed" or not whole[n].evidence]
-    for name in sorted(CHAIN_CHECKS & set(whole)):
-        alone = chain.run_checks("chain-alone", select=(whole[name].nodeid,))
+# Last in this file: each takes the bench before it down (one bench at a time).
+@pytest.mark.parametrize("topology", sorted(TOPOLOGY_CHECKS))
+def test_on_its_topology_every_topology_check_passes_with_evidence_also_alone(bench_for,
+                                                                               topology):
+    """Against the topology's bench the whole suite passes (the placement rule aside: no
+    swarm), and each of the topology's own checks passes with evidence, also alone."""
+    bench = bench_for(topology)
+    own = TOPOLOGY_CHECKS[topology]
+    whole = bench.run_checks(f"healthy-{topology}")
+    problems = [f"{o.name}: {o.status} {o.first_line}" for o in whole.values()
+                if o.status != "passed" and o.name != "test_placement_constraint_matches_a_node"
+                and not (o.name in NOT_OBSERVABLE_ON_THE_BENCH and o.name not in own)]
+    problems += [f"{n}: not run" for n in sorted(own - set(whole))]
+    problems += [f"{n}: passed without evidence" for n in sorted(own & set(whole))
+                 if whole[n].status == "passed" and not whole[n].evidence]
+    for name in sorted(own & set(whole)):
+        alone = bench.run_checks(f"{topology}-alone", select=(whole[name].nodeid,))
         got = alone.get(name)
-        if got is None or got.status != "passed" or not got.evidence:
+        if got is None or got.status != "passed" or not got.evidence or len(alone) != 1:
             problems.append(f"{name} alone: {got.status if got else 'not run'} "
                             f"{got.first_line if got else sorted(alone)}")
     assert not problems, "\n".join(problems)
