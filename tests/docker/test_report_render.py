@@ -220,7 +220,7 @@ def test_the_verdict_and_the_diagram_are_the_first_screen(chromium, tmp_path, ki
         assert 0 <= box["top"] < box["bottom"] <= HEIGHT, (element, box)
         assert 0 <= box["left"] < box["right"] <= WIDTH, (element, box)
     assert "sort=hop" in seen["url"]   # the table is grouped by hop by default
-    assert len(seen["before"]) == 16 and seen["before"][0] == "config-yml"
+    assert len(seen["before"]) == 17 and seen["before"][0] == "config-yml"
     assert seen["before"] == sorted(seen["before"], key=["config-yml", "docker-stack-yml",
                                                          "deployment-files"].index)
     assert seen["filtered"] == ["config-yml"] * seen["before"].count("config-yml")
