@@ -18,3 +18,9 @@ def engine() -> Iterator[docker.DockerClient]:
         pytest.skip(f"no Docker engine ({exc}); start one with .ci/dockerd.sh")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def client(engine: docker.DockerClient) -> docker.DockerClient:
+    """The engine, under the name the image and balancer tests use."""
+    return engine

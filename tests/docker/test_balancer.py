@@ -78,11 +78,6 @@ class Net:
 
 
 @pytest.fixture(scope="module")
-def client(engine: docker.DockerClient) -> docker.DockerClient:
-    return engine
-
-
-@pytest.fixture(scope="module")
 def balancer_image(client: docker.DockerClient) -> str:
     return images.ensure_balancer_image(client)
 

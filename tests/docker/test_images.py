@@ -31,11 +31,6 @@ START_TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="module")
-def client(engine: docker.DockerClient) -> docker.DockerClient:
-    return engine
-
-
-@pytest.fixture(scope="module")
 def base_image(client: docker.DockerClient) -> str:
     return images.ensure_base_image(client)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dtr_cache_check.reference.stack import down, up
-from dtr_cache_check.reference.stack.record import CACHE_NAME, CACHE_USER
+from dtr_cache_check.reference.stack.record import CACHE_USER
 from dtr_cache_check.testkit.local import REPO_ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -87,7 +87,7 @@ def test_a_read_only_run_writes_its_reports_where_it_was_started(installed, engi
     outside.mkdir()
     try:
         argv = [str(bin_dir / "dtr-cache-check"), "-q", "--dtr-url", dep.dtr_url,
-                "--cache-url", dep.cache_url, "--cache-name", CACHE_NAME,
+                "--cache-url", dep.cache_url, "--cache-name", dep.primary.name,
                 "--dtr-user", CACHE_USER, "--dtr-ca", str(base / "pki" / "dtr-ca.cert.pem"),
                 "--cache-ca", str(base / "pki" / "org-root.cert.pem"),
                 "--deploy-dir", str(dep.deploy_dir), "--no-writes"]

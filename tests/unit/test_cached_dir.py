@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dtr_cache_check.reference.images import _cached_dir
+from dtr_cache_check.reference.build_inputs import cached_dir as _cached_dir
 
 
 def test_a_failed_fill_leaves_nothing(tmp_path: Path) -> None:
