@@ -42,12 +42,13 @@ def test_the_cache_has_no_import_circle():
 
 
 def test_every_package_folder_is_in_the_wheel():
-    """pyproject.toml lists the installed packages by hand (fixtures/ installs under another
-    name): a folder added under fixtures/ must be listed, or the installed tool breaks."""
+    """pyproject.toml lists the installed packages by hand (the checks install inside the
+    harness package): a folder added under fixtures/ must be listed, or the installed tool
+    breaks."""
     import tomllib
 
     with open(REPO_ROOT / "pyproject.toml", "rb") as fh:
         listed = set(tomllib.load(fh)["tool"]["setuptools"]["packages"])
-    folders = {"dtr_cache_check" + "".join(f".{part}" for part in init.parent.relative_to(
-        REPO_ROOT / "fixtures").parts) for init in (REPO_ROOT / "fixtures").rglob("__init__.py")}
+    folders = {".".join(init.parent.relative_to(REPO_ROOT / "fixtures").parts)
+               for init in (REPO_ROOT / "fixtures").rglob("__init__.py")}
     assert folders <= listed, sorted(folders - listed)

@@ -8,9 +8,9 @@ import ast
 
 from dtr_cache_check.testkit.local import REPO_ROOT
 
-# Code that builds the reference deployment (fixtures/reference) or breaks it for the fault
-# matrix (fixtures/testkit) may use the reference cache's code; the harness and the probes not.
-ALLOWED = ("fixtures/reference/", "fixtures/testkit/")
+# Code that builds the reference deployment (reference/) or breaks it for the fault
+# matrix (testkit/) may use the reference cache's code; the harness and the probes not.
+ALLOWED = ("fixtures/dtr_cache_check/reference/", "fixtures/dtr_cache_check/testkit/")
 
 
 def imports_of(path) -> set[str]:
