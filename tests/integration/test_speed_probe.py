@@ -6,115 +6,26 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
 
-from benchmarks.delayline import DelayLine
-from dtr_cache_check.pki import CertificateAuthority, trust_context
+from benchmarks.speed_loopback import FAR_RATE, ONE_WAY_S, Deployment, deployment
 from dtr_cache_check.probes.oci import synthesize
-from dtr_cache_check.probes.registry import RegistryClient
 from dtr_cache_check.probes.speed import COLD, DIRECT, FASTER, INCONCLUSIVE, NO_GAIN, WARM, Shape
-from dtr_cache_check.probes.speed_pull import PullAs, SpeedSetupError, measure, timed_pull
+from dtr_cache_check.probes.speed_pull import SpeedSetupError, measure, timed_pull
 from dtr_cache_check.probes.speed_rehearsal import fetches_per_blob, rehearse
-from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
-from dtr_cache_check.testkit.local import (
-    LocalServer,
-    read_password,
-    start_cache,
-    start_dtr,
-    start_registry,
-    wait_ready,
-)
-from dtr_cache_check.testkit.netproxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ONE_WAY_S = 0.02          # 40 ms round trip to a far server
-FAR_RATE = 4_000_000      # bytes/s from a far server: 32 Mbit/s
 SHAPE = Shape(1, 3 * 1024 * 1024)
-
-
-class Far:
-    """``127.0.0.1:<port>`` reaching ``port`` through a delay line and a rate-limited proxy:
-    a server across a WAN (TLS passes through untouched)."""
-
-    def __init__(self, port: int):
-        self.line = DelayLine("127.0.0.1", port, ONE_WAY_S)
-        self.line.start()
-        self.rate = TcpProxy("127.0.0.1", self.line.port, rate=FAR_RATE)
-        self.rate.start()
-        self.url = f"https://127.0.0.1:{self.rate.port}"
-
-    def stop(self) -> None:
-        self.rate.stop()
-        self.line.stop()
-
-
-@dataclass
-class Deployment:
-    dtr_url: str            # as the client reaches DTR (far or not)
-    cache: LocalServer
-    dtr: LocalServer
-    verify: object
-
-    def client(self, user: str) -> RegistryClient:
-        return RegistryClient(self.dtr_url, verify=self.verify, username=user,
-                              password=read_password(self.dtr.extra["users"], user))
-
-    def publish(self, image) -> None:
-        """The image in alice's and bob's repositories, pushed near DTR (not timed)."""
-        for user in ("alice", "bob"):
-            with RegistryClient(self.dtr.url, verify=self.verify, username=user,
-                                password=read_password(self.dtr.extra["users"], user)) as c:
-                image.push(c, f"{user}/speed", "speed")
-
-    def sides(self) -> tuple[PullAs, PullAs]:
-        return (PullAs(lambda: self.client("bob"), "bob/speed"),
-                PullAs(lambda: self.client("alice"), "alice/speed"))
 
 
 def _deploy(tmp_path_factory, *, cache_far: bool) -> Iterator[Deployment]:
     workdir = tmp_path_factory.mktemp("speed")
-    root = CertificateAuthority.create()
-    inter = root.intermediate()
-    ca_file = root.write_cert(workdir / "ca.pem")
-    verify = trust_context(root)
-    stops = []
     try:
-        registry = start_registry(workdir, None)
-        stops.append(registry.stop)
-        dtr = start_dtr(workdir, inter.issue_server(["127.0.0.1"]), ca_pem_path=ca_file,
-                        registry_url=registry.url, cache_cas=[ca_file])
-        stops.append(dtr.stop)
-        wait_ready(registry, False)
-        wait_ready(dtr, verify)
-        far_dtr = Far(dtr.port)
-        stops.append(far_dtr.stop)
-        # The cache is near DTR's far side's clients: it reaches DTR across the same WAN.
-        cache = start_cache(workdir, inter.issue_server(["127.0.0.1"]),
-                            upstreams=[far_dtr.url], cas=[ca_file])
-        stops.append(cache.stop)
-        wait_ready(cache, verify)
-        cache_url = cache.url
-        if cache_far:
-            far_cache = Far(cache.port)
-            stops.append(far_cache.stop)
-            cache_url = far_cache.url
-        admin = read_password(dtr.extra["users"], "admin")
-        alice = read_password(dtr.extra["users"], "alice")
-        with httpx.Client(base_url=dtr.url, verify=verify, timeout=30) as api:
-            made = api.post("/api/v0/content_caches", auth=("admin", admin),
-                            json={"name": "region-speed", "host": cache_url})
-            assert made.status_code == 201, made.text
-            pointed = api.post("/api/v0/accounts/alice/settings", auth=("alice", alice),
-                               json={CACHE_SETTING_FIELD: made.json()["id"]})
-            assert pointed.status_code == 200, pointed.text
-        yield Deployment(far_dtr.url, cache, dtr, verify)
+        with deployment(workdir, cache_far=cache_far) as built:
+            yield built
     finally:
-        for stop in reversed(stops):
-            stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

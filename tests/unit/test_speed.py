@@ -11,6 +11,7 @@ from dtr_cache_check.probes.speed import (
     NO_GAIN,
     SLOWER,
     SPEEDUP_THRESHOLD,
+    Judgement,
     LinkCosts,
     Shape,
     ShapeResult,
@@ -21,6 +22,7 @@ from dtr_cache_check.probes.speed import (
     judge,
     overall,
     parse_shapes,
+    speed_outcome,
 )
 from dtr_cache_check.probes.speed_pull import round_order
 
@@ -148,3 +150,28 @@ def test_result_as_dict_for_results_json():
                                                     "n": 3}
     assert data["shapes"][0]["speedup"] == 2.0 and data["shapes"][0]["shape"] == "1x1KiB"
     assert result.summary().startswith("FASTER: 1x1KiB 2.00x FASTER; break-even")
+
+
+def _result(*verdicts_speedups: tuple[str, float, int]) -> SpeedResult:
+    spread = {"direct": Spread.of([1.0] * 3), "warm": Spread.of([1.0] * 3)}
+    shapes = [ShapeResult(Shape(1, size), spread, {}, {},
+                          Judgement(verdict, speedup, ""), size)
+              for verdict, speedup, size in verdicts_speedups]
+    return SpeedResult(shapes, 3, overall([v for v, _, _ in verdicts_speedups]), None, "note")
+
+
+def test_speed_outcome_per_verdict():
+    faster = _result((FASTER, 3.0, 32 << 20), (NO_GAIN, 1.0, 64 << 10))
+    assert speed_outcome(faster).outcome == "passed"
+    slower = speed_outcome(_result((FASTER, 3.0, 32 << 20), (SLOWER, 0.5, 64 << 10)))
+    assert slower.outcome == "failed" and "SLOWER" in slower.cause and "1x64KiB" in slower.cause
+    assert speed_outcome(_result((NO_GAIN, 1.0, 1 << 20))).outcome == "failed"
+    assert speed_outcome(_result((INCONCLUSIVE, 1.6, 1 << 20))).outcome == "skipped"
+
+
+def test_expect_speedup_is_judged_on_the_largest_shape():
+    # The 32 MiB shape is 3x faster, the 64 KiB one 1.3x: 2.5 is met by the largest.
+    result = _result((FASTER, 1.3, 64 << 10), (FASTER, 3.0, 32 << 20))
+    assert speed_outcome(result, 2.5).outcome == "passed"
+    missed = speed_outcome(result, 4.0)
+    assert missed.outcome == "failed" and "3.00x" in missed.cause and "1x32MiB" in missed.cause

@@ -1,0 +1,160 @@
+"""A DTR and its cache on loopback for the speed family, with distance: distribution behind
+the DTR stand-in, the reference cache, and a WAN made of a delay line plus a rate-limited proxy
+in front of DTR (and, for an equal-distance control, in front of the cache too).
+
+``python -m benchmarks.speed_loopback [--cache-far]`` keeps one running and prints the options
+that point ``pytest checks/`` at it (passwords as environment variables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from benchmarks.delayline import DelayLine
+from dtr_cache_check.pki import CertificateAuthority, trust_context
+from dtr_cache_check.probes.oci import Image
+from dtr_cache_check.probes.registry import RegistryClient
+from dtr_cache_check.probes.speed_pull import PullAs
+from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
+from dtr_cache_check.testkit.local import (
+    LocalServer,
+    read_password,
+    start_cache,
+    start_dtr,
+    start_registry,
+    wait_ready,
+)
+from dtr_cache_check.testkit.netproxy import TcpProxy
+
+ONE_WAY_S = 0.02          # 40 ms round trip to a far server
+FAR_RATE = 4_000_000      # bytes/s from a far server: 32 Mbit/s
+
+
+class Far:
+    """``127.0.0.1:<port>`` reaching ``port`` through a delay line and a rate-limited proxy:
+    a server across a WAN (TLS passes through untouched)."""
+
+    def __init__(self, port: int, one_way: float = ONE_WAY_S, rate: float = FAR_RATE):
+        self.line = DelayLine("127.0.0.1", port, one_way)
+        self.line.start()
+        self.rate = TcpProxy("127.0.0.1", self.line.port, rate=rate)
+        self.rate.start()
+        self.url = f"https://127.0.0.1:{self.rate.port}"
+
+    def stop(self) -> None:
+        self.rate.stop()
+        self.line.stop()
+
+
+@dataclass
+class Deployment:
+    """What the speed probe and the checks need of the running deployment."""
+
+    dtr_url: str            # as the client reaches DTR (across the WAN)
+    cache_url: str          # as registered (across the WAN when the cache is far too)
+    dtr: LocalServer
+    cache: LocalServer
+    ca_file: Path
+    verify: object
+    stops: list = field(default_factory=list)
+
+    def password(self, user: str) -> str:
+        return read_password(self.dtr.extra["users"], user)
+
+    def client(self, user: str) -> RegistryClient:
+        return RegistryClient(self.dtr_url, verify=self.verify, username=user,
+                              password=self.password(user))
+
+    def publish(self, image: Image) -> None:
+        """The image in alice's and bob's repositories, pushed near DTR (not timed)."""
+        for user in ("alice", "bob"):
+            with RegistryClient(self.dtr.url, verify=self.verify, username=user,
+                                password=self.password(user)) as client:
+                image.push(client, f"{user}/speed", "speed")
+
+    def sides(self) -> tuple[PullAs, PullAs]:
+        """(bob straight from DTR, alice through the cache)."""
+        return (PullAs(lambda: self.client("bob"), "bob/speed"),
+                PullAs(lambda: self.client("alice"), "alice/speed"))
+
+
+@contextlib.contextmanager
+def deployment(workdir: Path, *, cache_far: bool = False, one_way: float = ONE_WAY_S,
+               rate: float = FAR_RATE) -> Iterator[Deployment]:
+    """DTR across a WAN from the client and the cache; the cache near the client unless
+    ``cache_far``. Everything started is stopped on exit."""
+    root = CertificateAuthority.create()
+    inter = root.intermediate()
+    ca_file = root.write_cert(workdir / "ca.pem")
+    verify = trust_context(root)
+    stops: list = []
+    try:
+        registry = start_registry(workdir, None)
+        stops.append(registry.stop)
+        dtr = start_dtr(workdir, inter.issue_server(["127.0.0.1"]), ca_pem_path=ca_file,
+                        registry_url=registry.url, cache_cas=[ca_file])
+        stops.append(dtr.stop)
+        wait_ready(registry, False)
+        wait_ready(dtr, verify)
+        far_dtr = Far(dtr.port, one_way, rate)
+        stops.append(far_dtr.stop)
+        # The cache reaches DTR across the same WAN as its clients do.
+        cache = start_cache(workdir, inter.issue_server(["127.0.0.1"]),
+                            upstreams=[far_dtr.url], cas=[ca_file])
+        stops.append(cache.stop)
+        wait_ready(cache, verify)
+        cache_url = cache.url
+        if cache_far:
+            far_cache = Far(cache.port, one_way, rate)
+            stops.append(far_cache.stop)
+            cache_url = far_cache.url
+        built = Deployment(far_dtr.url, cache_url, dtr, cache, ca_file, verify, stops)
+        _register(built)
+        yield built
+    finally:
+        for stop in reversed(stops):
+            stop()
+
+
+def _register(built: Deployment) -> None:
+    """The cache registered by admin; alice points at it, bob at nothing."""
+    with httpx.Client(base_url=built.dtr.url, verify=built.verify, timeout=30) as api:
+        made = api.post("/api/v0/content_caches", auth=("admin", built.password("admin")),
+                        json={"name": "region-speed", "host": built.cache_url})
+        made.raise_for_status()
+        api.post("/api/v0/accounts/alice/settings", auth=("alice", built.password("alice")),
+                 json={CACHE_SETTING_FIELD: made.json()["id"]}).raise_for_status()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-far", action="store_true", help="the cache as far as DTR")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="speed-loopback-"))
+    try:
+        with deployment(workdir, cache_far=args.cache_far) as built:
+            print(f"export DTR_CHECK_DTR_PASSWORD={built.password('alice')} "
+                  f"DTR_CHECK_DTR_ADMIN_PASSWORD={built.password('admin')} "
+                  f"DTR_CHECK_OTHER_PASSWORD={built.password('bob')}")
+            print(f"--dtr-url {built.dtr_url} --cache-url {built.cache_url} --dtr-user alice "
+                  f"--dtr-admin-user admin --other-user bob --dtr-ca {built.ca_file} "
+                  f"--cache-ca {built.ca_file} --cache-name region-speed", flush=True)
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Speed, the cache's purpose: the same fresh images pulled straight from DTR (a user without a
+cache) and through the cache, cold and warm, in interleaved rounds; FASTER / NO GAIN / SLOWER /
+INCONCLUSIVE with the ratio per image shape and the break-even size. Advisory unless
+``--expect-speedup``; ``--rehearse K`` adds K clients pulling one fresh image at once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+import httpx
+import pytest
+
+from dtr_cache_check.harness.diagnosis import fail, requires
+from dtr_cache_check.probes import logevidence
+from dtr_cache_check.probes.oci import Image, synthesize
+from dtr_cache_check.probes.registry import RegistryError
+from dtr_cache_check.probes.speed import (
+    DEFAULT_ROUNDS,
+    DEFAULT_SHAPES,
+    FAILED,
+    SKIPPED,
+    parse_shapes,
+    speed_outcome,
+)
+from dtr_cache_check.probes.speed_pull import PullAs, SpeedSetupError, measure
+from dtr_cache_check.probes.speed_rehearsal import fetches_per_blob, rehearse
+
+pytestmark = pytest.mark.usefixtures("writes")
+SPEED_TAG = "speed"
+
+
+def _option(config: pytest.Config, dest: str, default=None):
+    """An option not (yet) registered by the plugin: the command line if it knows it, else
+    DTR_CHECK_<DEST>, else ``default``."""
+    with contextlib.suppress(ValueError, AttributeError):
+        value = config.getoption(dest)
+        if value is not None:
+            return value
+    return os.environ.get(f"DTR_CHECK_{dest.upper()}", default)
+
+
+@pytest.fixture(scope="module")
+def publish(target):
+    """Push an image to the test user's and the other user's repositories (the same bytes:
+    both users may pull it); every image is deleted at the end, as the admin."""
+    pushed: list[tuple[str, str]] = []
+
+    def push(image: Image) -> None:
+        for user in (target.dtr_user, target.other_user):
+            repo = f"{user}/dtr-cache-check" if user != target.dtr_user else target.test_repo
+            with target.client(user) as client:
+                image.push(client, repo, SPEED_TAG)
+            pushed.append((repo, image.manifest_digest))
+
+    yield push
+    with target.client(target.admin_user) as admin:
+        for repo, digest in pushed:
+            with contextlib.suppress(RegistryError, httpx.HTTPError):
+                admin.delete_manifest(repo, digest)
+
+
+def _sides(target) -> tuple[PullAs, PullAs]:
+    if not target.other_user:
+        pytest.skip("no --other-user: the speed checks compare a user WITHOUT a cache "
+                    "(straight from DTR) with the test user (through the cache); give one")
+    return (PullAs(lambda: target.client(target.other_user),
+                   f"{target.other_user}/dtr-cache-check"),
+            PullAs(lambda: target.client(), target.test_repo))
+
+
+@pytest.fixture(scope="module")
+def speed(request, target, publish):
+    """The A/B measurement, once for the module's checks."""
+    requires("test_3_blobs_redirect_to_the_registered_cache")
+    direct, cache = _sides(target)
+    try:
+        shapes = parse_shapes(str(_option(request.config, "speed_images", DEFAULT_SHAPES)))
+        rounds = int(_option(request.config, "speed_runs", DEFAULT_ROUNDS))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    try:
+        return measure(shapes, rounds, direct=direct, cache=cache, publish=publish)
+    except SpeedSetupError as exc:
+        fail("pull through the cache", f"the speed A/B could not be measured: {exc}",
+             "see the cause; the pull cycle checks say more")
+
+
+def test_pulls_through_the_cache_are_faster(request, speed, evidence):
+    """Warm pulls through the cache beat pulls straight from DTR for the image shapes
+    measured (ranges apart, by at least the threshold); overlapping spreads prove nothing."""
+    evidence.note(speed.summary())
+    evidence.text("speed result (results.json)", json.dumps(speed.as_dict(), indent=1))
+    request.node.user_properties.append(("speed", speed.as_dict()))
+    expect = _option(request.config, "expect_speedup")
+    outcome = speed_outcome(speed, float(expect) if expect else None)
+    if outcome.outcome == FAILED:
+        fail(outcome.hop, outcome.cause, outcome.fix)
+    if outcome.outcome == SKIPPED:
+        pytest.skip(outcome.cause)
+
+
+def test_rollout_rehearsal(request, target, publish, evidence):
+    """K clients pulling one fresh image at once through the cache all get it, and DTR saw
+    one fetch per blob (the cache's single flight), when --dtr-logs shows its side."""
+    clients = int(_option(request.config, "rehearse", 0) or 0)
+    if clients < 2:
+        pytest.skip("rehearsal not asked for: give --rehearse K (K >= 2 clients)")
+    requires("test_3_blobs_redirect_to_the_registered_cache")
+    image = synthesize(layers=4, layer_size=4 * 1024 * 1024)
+    publish(image)
+    done = rehearse(clients, lambda: target.client(), target.test_repo, image)
+    if done.errors:
+        fail("pull through the cache", f"{len(done.errors)} of {clients} clients pulling at "
+             f"once failed: {done.errors[0]}", "the cache must serve concurrent misses of one "
+             "blob (single flight, streaming to all); check its logs for the errors")
+    if target.dtr_logs is not None:
+        lines = target.dtr_logs.lines(target.started)
+        records = [(blob.digest, "cache") for blob in image.blobs
+                   for _ in logevidence.upstream_fetches(lines, blob.digest)]
+        done.fetches = fetches_per_blob(records, [b.digest for b in image.blobs])
+    evidence.text("rehearsal (results.json)", json.dumps(done.as_dict(), indent=1))
+    request.node.user_properties.append(("rehearsal", done.as_dict()))
+    if done.fetches is None:
+        evidence.note(f"{clients} clients had the image after {done.last_done:.2f} s; fetches "
+                      "per blob not observed (no --dtr-logs)")
+        return
+    repeated = {d: n for d, n in done.fetches.items() if n != 1}
+    if repeated:
+        digest, count = next(iter(repeated.items()))
+        fail("cache->DTR", f"DTR saw {count} fetches of {digest[:19]} while {clients} clients "
+             "pulled it at once through the cache", "the cache must coalesce concurrent misses "
+             "of one blob into one upstream fetch (single flight)")
+    evidence.note(f"{clients} clients had the image after {done.last_done:.2f} s; DTR saw one "
+                  f"fetch per blob; {done.wan_bytes_saved} WAN bytes saved")

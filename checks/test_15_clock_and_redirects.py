@@ -1,0 +1,105 @@
+"""Clocks and DTR's redirect as the field uses them: DTR's and the cache's clocks agree with
+this machine's, their certificates are valid on each other's clocks, and the signed redirect
+survives a HEAD, a Range resume, a second use, and shared proxies (it must not be stored)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dtr_cache_check.harness.diagnosis import fail, requires
+from dtr_cache_check.probes import clock, redirects
+from dtr_cache_check.probes.redirects import HopFinding
+from dtr_cache_check.probes.tlsprobe import probe
+
+REDIRECTED = "test_3_blobs_redirect_to_the_registered_cache"
+SERVED = "test_4_cache_serves_each_blob_without_authorization"
+
+
+def _judge(findings: list[HopFinding], evidence) -> None:
+    """Evidence for every finding; the first bad one fails the check."""
+    for found in findings:
+        evidence.note(f"{found.probe}: {found.cause}" + (f" ({found.details})"
+                                                         if found.details else ""))
+    for found in findings:
+        if not found.ok:
+            fail(found.hop, found.cause, found.fix, found.details)
+    if not findings:
+        pytest.skip("nothing to judge")
+
+
+@pytest.fixture(scope="module")
+def readings(target) -> dict[str, clock.ClockReading]:
+    """DTR's and the cache's clocks, read from their Date headers."""
+    requires("test_server_answers_tls[client->DTR]")
+    found = {clock.DTR: clock.read_clock(clock.DTR, f"{target.dtr_url}/v2/",
+                                         target.trust("dtr"))}
+    if target.cache_url:
+        found[clock.CACHE] = clock.read_clock(clock.CACHE, f"{target.cache_url}/v2/",
+                                              target.trust("cache"))
+    return found
+
+
+def test_clocks_agree_with_this_machine(readings, evidence):
+    """DTR's and the cache's Date headers are within the skew limit of this machine's clock
+    (signed redirects and tokens carry times the other hosts check)."""
+    _judge(clock.judge_clocks(list(readings.values())), evidence)
+
+
+def test_certificates_are_valid_on_each_hosts_clock(target, readings, evidence):
+    """Each served certificate is within its validity window on the clock of every host that
+    verifies it: this machine, the cache for DTR's, DTR for the cache's."""
+    served = {clock.DTR: probe(target.dtr_url, [target.dtr_ca] if target.dtr_ca else None)}
+    if target.cache_url:
+        served[clock.CACHE] = probe(target.cache_url,
+                                    [target.cache_ca] if target.cache_ca else None)
+    leaves = {owner: report.leaf for owner, report in served.items() if report.leaf}
+    if not leaves:
+        pytest.skip("no certificate was served (see the TLS checks)")
+    _judge(clock.certificates_vs_clocks(leaves, readings), evidence)
+
+
+@pytest.fixture(scope="module")
+def layer(cycle):
+    """A layer of this run's fresh image, which the pull cycle saw redirected and served."""
+    requires(REDIRECTED)
+    cycle.redirected()
+    return cycle.image().layers[0]
+
+
+def test_blob_head_through_the_redirect(target, layer, evidence, writes):
+    """HEAD of a blob at DTR (a redirect followed with HEAD) answers 200 with its size."""
+    with target.client() as client:
+        found = redirects.head_through_redirect(client, target.test_repo, layer,
+                                                cache_netloc=target.cache_hostport())
+        evidence.transcript(client.transcript)
+    _judge([found], evidence)
+
+
+def test_range_resume_through_the_redirect(target, layer, evidence, writes):
+    """A resumed download (``Range: bytes=N-``) through DTR's redirect gets 206 and exactly
+    the blob's bytes from N on."""
+    requires(SERVED)
+    with target.client() as client:
+        found = redirects.range_resume(client, target.test_repo, layer,
+                                       cache_netloc=target.cache_hostport())
+        evidence.transcript(client.transcript)
+    _judge([found], evidence)
+
+
+def test_signed_url_works_twice(target, layer, evidence, writes):
+    """The same signed URL from DTR's redirect works again within its lifetime (a retry)."""
+    requires(SERVED)
+    with target.client() as client:
+        found = redirects.signed_url_reused(client, target.test_repo, layer,
+                                            cache_netloc=target.cache_hostport())
+        evidence.transcript(client.transcript)
+    _judge([found], evidence)
+
+
+def test_redirect_is_not_replayable_by_a_proxy(target, layer, evidence, writes):
+    """DTR's signed 307 tells shared proxies not to store it (no-store or private; no
+    public, max-age or s-maxage above 0), so none replays it after its token expired."""
+    with target.client() as client:
+        answer = client.get_blob(target.test_repo, layer.digest)
+        evidence.transcript(client.transcript)
+    _judge([redirects.redirect_not_replayable(answer)], evidence)
