@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import yaml
 
 from benchmarks.delayline import DelayLine
 from dtr_cache_check.pki import CertificateAuthority, trust_context
@@ -26,7 +29,10 @@ from dtr_cache_check.probes.registry import RegistryClient
 from dtr_cache_check.probes.speed_pull import PullAs
 from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
 from dtr_cache_check.testkit.local import (
+    REPO_ROOT,
+    SOURCE_ROOT,
     LocalServer,
+    _spawn,
     read_password,
     start_cache,
     start_dtr,
@@ -59,7 +65,7 @@ class Far:
 class Deployment:
     """What the speed probe and the checks need of the running deployment."""
 
-    dtr_url: str            # as the client reaches DTR (across the WAN)
+    dtr_url: str            # as the client reaches DTR (across the WAN; its public URL)
     cache_url: str          # as registered (across the WAN when the cache is far too)
     dtr: LocalServer
     cache: LocalServer
@@ -75,10 +81,9 @@ class Deployment:
                               password=self.password(user))
 
     def publish(self, image: Image) -> None:
-        """The image in alice's and bob's repositories, pushed near DTR (not timed)."""
+        """The image in alice's and bob's repositories (not timed)."""
         for user in ("alice", "bob"):
-            with RegistryClient(self.dtr.url, verify=self.verify, username=user,
-                                password=self.password(user)) as client:
+            with self.client(user) as client:
                 image.push(client, f"{user}/speed", "speed")
 
     def sides(self) -> tuple[PullAs, PullAs]:
@@ -107,9 +112,16 @@ def deployment(workdir: Path, *, cache_far: bool = False, one_way: float = ONE_W
         wait_ready(dtr, verify)
         far_dtr = Far(dtr.port, one_way, rate)
         stops.append(far_dtr.stop)
+        dtr = _behind(dtr, far_dtr.url, verify)
+        stops.append(dtr.stop)
         # The cache reaches DTR across the same WAN as its clients do.
+        # Its processes' private directory (the fetcher's socket) under our own workdir: a
+        # sweep of /tmp/dtrcache-* by another run must not pull it from under a live cache.
+        private_tmp = workdir / "tmp"
+        private_tmp.mkdir(exist_ok=True)
         cache = start_cache(workdir, inter.issue_server(["127.0.0.1"]),
-                            upstreams=[far_dtr.url], cas=[ca_file])
+                            upstreams=[far_dtr.url], cas=[ca_file],
+                            env={"TMPDIR": str(private_tmp)})
         stops.append(cache.stop)
         wait_ready(cache, verify)
         cache_url = cache.url
@@ -123,6 +135,21 @@ def deployment(workdir: Path, *, cache_far: bool = False, one_way: float = ONE_W
     finally:
         for stop in reversed(stops):
             stop()
+
+
+def _behind(dtr: LocalServer, public_url: str, verify) -> LocalServer:
+    """The stand-in restarted (same port, same state) knowing its public URL is across the
+    WAN: its token realm and upload locations then lead clients through the WAN too, as a
+    DTR whose name resolves to a far address does."""
+    dtr.stop()
+    config = yaml.safe_load(dtr.config_path.read_text())
+    config["public_url"] = public_url
+    dtr.config_path.write_text(yaml.safe_dump(config))
+    again = _spawn(dtr.name, list(dtr.process.args), dtr.workdir, dtr.url, dtr.config_path,
+                   env={"PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{SOURCE_ROOT}"})
+    again.extra.update(dtr.extra)
+    wait_ready(again, verify)
+    return again
 
 
 def _register(built: Deployment) -> None:
@@ -139,6 +166,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-far", action="store_true", help="the cache as far as DTR")
     args = parser.parse_args()
+    # SIGTERM (kill PID) ends it like Ctrl-C, so the servers it started are stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     workdir = Path(tempfile.mkdtemp(prefix="speed-loopback-"))
     try:
         with deployment(workdir, cache_far=args.cache_far) as built:
