@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from dtr_cache_check.harness.diagnosis import requires
-from dtr_cache_check.harness.steps import Steps
-from dtr_cache_check.harness.target import Target, normalize_url
 from dtr_cache_check.probes.oci import Image, synthesize
-from dtr_cache_check.probes.pullcycle import TRUSTS_DTR, PullCycle
 from dtr_cache_check.probes.registry import RegistryError
+from dtr_cache_check.steps.findings import requires
+from dtr_cache_check.steps.memo import Steps
+from dtr_cache_check.steps.pullcycle import TRUSTS_DTR, PullCycle
+from dtr_cache_check.steps.target import Target, normalize_url
 
 
 @pytest.fixture(scope="session")

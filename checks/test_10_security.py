@@ -12,19 +12,20 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from dtr_cache_check.harness import redaction
-from dtr_cache_check.harness.diagnosis import (
+from dtr_cache_check.harness.report import EVIDENCE_KEY
+from dtr_cache_check.probes import redaction
+from dtr_cache_check.reference.dtr.minting import mint, unverified_expiry
+from dtr_cache_check.steps import ha
+from dtr_cache_check.steps.findings import (
     CLIENT_CACHE,
     FILES,
     REGISTRATION,
     SECURITY,
     fail,
-    requires,
 )
-from dtr_cache_check.harness.report import EVIDENCE_KEY
-from dtr_cache_check.probes import ha
-from dtr_cache_check.reference.dtr.minting import mint, unverified_expiry
 from dtr_cache_formats.blob_token import JWKS_PATH, TOKEN_PARAM
+
+pytestmark = [pytest.mark.family("security"), pytest.mark.hop(SECURITY)]
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +38,7 @@ def signed(cycle):
     query = parse_qs(urlsplit(location).query)
     token_name = TOKEN_PARAM if TOKEN_PARAM in query else next(iter(query), None)
     if token_name is not None:
-        redaction.CURRENT.add_token_param(token_name)
+        redaction.current().add_token_param(token_name)
     return digest, first[digest].content, location, token_name, query
 
 
@@ -76,7 +77,9 @@ def _refused(answer: httpx.Response, body: bytes, what: str) -> None:
              "request: update it, and never run it with test fault modes enabled")
 
 
-def test_tampered_token_gets_nothing(target, steps, signed, evidence, writes):
+@pytest.mark.essential("token enforcement")
+@pytest.mark.writes
+def test_tampered_token_gets_nothing(target, steps, signed, evidence):
     """A redirect whose signature was altered gets 401/403 and not one byte of the blob."""
     digest, body, location, token_name, query = signed
     if token_name is None:
@@ -90,9 +93,10 @@ def test_tampered_token_gets_nothing(target, steps, signed, evidence, writes):
                   f"bytes; tampered {token_name}: {answer.status_code}, no byte of the blob")
 
 
-def test_expired_token_gets_nothing(target, steps, signed, evidence, writes):
+@pytest.mark.writes
+@pytest.mark.requires("test_tampered_token_gets_nothing")
+def test_expired_token_gets_nothing(target, steps, signed, evidence):
     """A correctly signed but expired redirect gets 401 and not one byte of the blob."""
-    requires("test_tampered_token_gets_nothing")
     digest, body, location, token_name, query = signed
     if token_name is None:
         pytest.skip("DTR's redirect carries no query token: nothing to let expire")
@@ -122,9 +126,10 @@ def test_expired_token_gets_nothing(target, steps, signed, evidence, writes):
                   f"of {digest[7:19]}")
 
 
-def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, writes):
+@pytest.mark.writes
+@pytest.mark.requires("test_client_trusts_the_server[client->DTR]")
+def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence):
     """A user whose settings name no cache gets blobs from DTR itself, never a redirect."""
-    requires("test_client_trusts_the_server[client->DTR]")
     if not target.other_user:
         pytest.skip("no --other-user: name a DTR user without a content cache")
     repo = f"{target.other_user}/dtr-cache-check"
@@ -144,8 +149,9 @@ def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, wri
                   "no redirect")
 
 
+@pytest.mark.writes
 def test_blob_of_another_repository_gets_no_redirect(target, steps, cycle, push_image,
-                                                    evidence, writes):
+                                                    evidence):
     """A blob that exists only in a repository the test user cannot read is not redirected to
     the cache when asked for through the user's own repository (DTR answers 404 BLOB_UNKNOWN
     or refuses), and the cache never serves its bytes: the cache stores blobs by digest for
@@ -185,6 +191,7 @@ def test_blob_of_another_repository_gets_no_redirect(target, steps, cycle, push_
                   + f"; its owner gets {own.status_code}; no redirect")
 
 
+@pytest.mark.static
 def test_no_private_key_in_the_deployment_directory(target, evidence):
     """As the seed's last step asks, no private key is left in the deployment directory."""
     if target.deploy_dir is None:
@@ -209,9 +216,9 @@ def test_no_secret_in_the_reported_evidence(request, target, evidence):
         kept = item.stash.get(EVIDENCE_KEY, None)
         if kept is not None:
             texts += kept.summary + [body for _title, body in kept.sections]
-    leaks = [found for text in texts for found in redaction.CURRENT.leaks(text)]
+    leaks = [found for text in texts for found in redaction.current().leaks(text)]
     if leaks:
         fail(SECURITY, f"{len(leaks)} secret(s) reached the report's evidence "
              f"({', '.join(sorted(set(leaks)))})", "this is a harness defect: report it")
-    evidence.note(f"{len(texts)} evidence texts scanned for {len(redaction.CURRENT.values)} "
+    evidence.note(f"{len(texts)} evidence texts scanned for {len(redaction.current().values)} "
                   "secret values, JWTs and private keys: none found")
