@@ -14,7 +14,7 @@ import pytest
 
 from dtr_cache_check.harness.report import EVIDENCE_KEY
 from dtr_cache_check.probes import redaction
-from dtr_cache_check.reference.dtr.minting import mint, unverified_expiry
+from dtr_cache_check.probes.minting import mint, unverified_expiry
 from dtr_cache_check.steps import ha
 from dtr_cache_check.steps.findings import (
     CLIENT_CACHE,
