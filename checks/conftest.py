@@ -1,5 +1,5 @@
 """What several checks stand on: the cache as DTR lists it, fresh images pushed to DTR (deleted
-again at the end of the run), and the pull cycle (fixtures.pullcycle), whose steps run once,
+again at the end of the run), and the pull cycle (steps.pullcycle), whose steps run once,
 on demand, by the first check that needs them: a check run alone performs exactly the steps it
 needs."""
 

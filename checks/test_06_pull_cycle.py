@@ -1,6 +1,6 @@
 """The pull cycle: push to DTR, manifest from DTR, blobs redirected to the cache and served
-by it without Authorization, a miss and then a hit. Each check judges one step; the steps are
-fixtures (checks/conftest.py), so any check run alone performs the steps before it."""
+by it without Authorization, a miss and then a hit. Each check judges one step; the steps run
+once, on first use (steps.pullcycle), so any check run alone performs the steps before it."""
 
 from __future__ import annotations
 
