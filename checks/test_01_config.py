@@ -9,10 +9,10 @@ import pytest
 from dtr_cache_check.probes import configrules as rules
 from dtr_cache_check.probes import stackrules
 from dtr_cache_check.probes.deployed_files import CacheFiles
-from dtr_cache_check.probes.findings import ERROR, NOT_CHECKED, Finding
+from dtr_cache_check.probes.findings import ERROR, NOT_APPLICABLE, NOT_CHECKED, Finding
 from dtr_cache_check.probes.tlsprobe import probe
 from dtr_cache_check.steps.deployed import deployed_certificate, load_files
-from dtr_cache_check.steps.findings import CONFIG, STACK, fail
+from dtr_cache_check.steps.findings import CONFIG, STACK, fail, not_applicable
 
 pytestmark = [pytest.mark.family("configuration"), pytest.mark.hop(CONFIG), pytest.mark.static]
 
@@ -32,6 +32,8 @@ def judge(finding: Finding, evidence) -> None:
         return
     if finding.severity == NOT_CHECKED:
         pytest.skip(f"not checked: {finding.subject}: {finding.cause} ({finding.fix})")
+    if finding.severity == NOT_APPLICABLE:
+        not_applicable(f"{finding.subject}: {finding.cause}")
     hop = STACK if "docker-stack" in finding.subject.split(":")[0] else CONFIG
     key = finding.subject.partition(": ")[2]
     cause = finding.cause if key and key in finding.cause else f"{finding.subject}: " \

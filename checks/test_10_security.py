@@ -26,6 +26,11 @@ from dtr_cache_check.steps.findings import (
 from dtr_cache_formats.blob_token import JWKS_PATH, TOKEN_PARAM
 
 pytestmark = [pytest.mark.family("security"), pytest.mark.hop(SECURITY)]
+# What a cache answers a bad signature with (distribution's token auth: 401 UNAUTHORIZED; 403
+# DENIED for a token of another blob).
+REFUSALS = (401, 403)
+# How far past a token's expiry a cache may still accept it: distribution's leeway is 60 s.
+CLOCK_LEEWAY = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +76,17 @@ def _warm(target, steps, digest: str) -> None:
 
 
 def _refused(answer: httpx.Response, body: bytes, what: str) -> None:
+    """A refusal is 401 or 403 with none of the blob: an error (500, 502) proves nothing."""
     if answer.status_code < 400 or body[:64] in answer.content:
         fail(CLIENT_CACHE, f"the cache served the blob to a request with {what} "
              f"({answer.status_code})", "the cache must verify DTR's signature on every "
-             "request: update it, and never run it with test fault modes enabled")
+             "request: deploy the cache image that matches DTR's version, and remove any "
+             "setting or environment variable that turns verification off")
+    if answer.status_code not in REFUSALS:
+        fail(CLIENT_CACHE, f"the cache answered a request with {what} "
+             f"{answer.status_code} instead of refusing it (401/403): an error is no proof "
+             "that it checks signatures", "read the cache's logs for this request's error "
+             "and mend it; a bad signature must be answered 401 UNAUTHORIZED")
 
 
 @pytest.mark.essential("token enforcement")
@@ -113,12 +125,26 @@ def test_expired_token_gets_nothing(target, steps, signed, evidence):
         if expiry is None:
             pytest.skip("DTR's token is not a JWT (its expiry cannot be read) and no "
                         "--dtr-signing-key was given: the expired-token check cannot run")
-        wait = expiry - time.time() + 12  # past the cache's leeway
+        wait = expiry - time.time() + CLOCK_LEEWAY + 2  # past any cache's leeway
         if wait > target.ttl_wait:
             pytest.skip(f"DTR's token expires in {wait:.0f} s: waiting for it needs "
                         f"--ttl-wait {int(wait) + 1} (now {target.ttl_wait:g})")
-        time.sleep(max(wait, 0))
-        url, how = location, f"DTR's own token, {wait:.0f} s after it expired"
+        # Asked from just past the expiry on: within its leeway a cache may still serve it,
+        # and one with a shorter leeway refuses sooner (no need to wait the longest one).
+        time.sleep(max(expiry - time.time() + 2, 0))
+        deadline = expiry + CLOCK_LEEWAY + 2
+        url = location
+        _warm(target, steps, digest)
+        answer = _get(target, steps, url)
+        while answer.status_code < 400 and time.time() < deadline:
+            time.sleep(min(5.0, max(deadline - time.time(), 0.1)))
+            _warm(target, steps, digest)
+            answer = _get(target, steps, url)
+        how = f"DTR's own token, {time.time() - expiry:.0f} s after it expired"
+        _refused(answer, body, "an expired signature")
+        evidence.note(f"{how}, asked while the cache held the blob: {answer.status_code}, no "
+                      f"byte of {digest[7:19]}")
+        return
     _warm(target, steps, digest)  # a hit now: the cache itself must refuse, not DTR on a miss
     answer = _get(target, steps, url)
     _refused(answer, body, "an expired signature")
