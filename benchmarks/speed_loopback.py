@@ -28,6 +28,7 @@ from dtr_cache_check.probes.oci import Image
 from dtr_cache_check.probes.registry import RegistryClient
 from dtr_cache_check.probes.speed_pull import PullAs
 from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
+from dtr_cache_check.reference.dtr.app import FAULTS_ENV
 from dtr_cache_check.testkit.local import (
     REPO_ROOT,
     SOURCE_ROOT,
@@ -94,9 +95,10 @@ class Deployment:
 
 @contextlib.contextmanager
 def deployment(workdir: Path, *, cache_far: bool = False, one_way: float = ONE_WAY_S,
-               rate: float = FAR_RATE) -> Iterator[Deployment]:
+               rate: float = FAR_RATE, standin_faults: str = "") -> Iterator[Deployment]:
     """DTR across a WAN from the client and the cache; the cache near the client unless
-    ``cache_far``. Everything started is stopped on exit."""
+    ``cache_far``; the stand-in with its TEST-ONLY ``standin_faults`` switched on (see
+    reference.dtr.app.STANDIN_FAULTS). Everything started is stopped on exit."""
     root = CertificateAuthority.create()
     inter = root.intermediate()
     ca_file = root.write_cert(workdir / "ca.pem")
@@ -112,7 +114,7 @@ def deployment(workdir: Path, *, cache_far: bool = False, one_way: float = ONE_W
         wait_ready(dtr, verify)
         far_dtr = Far(dtr.port, one_way, rate)
         stops.append(far_dtr.stop)
-        dtr = _behind(dtr, far_dtr.url, verify)
+        dtr = _behind(dtr, far_dtr.url, verify, standin_faults)
         stops.append(dtr.stop)
         # The cache reaches DTR across the same WAN as its clients do.
         # Its processes' private directory (the fetcher's socket) under our own workdir: a
@@ -137,7 +139,7 @@ def deployment(workdir: Path, *, cache_far: bool = False, one_way: float = ONE_W
             stop()
 
 
-def _behind(dtr: LocalServer, public_url: str, verify) -> LocalServer:
+def _behind(dtr: LocalServer, public_url: str, verify, faults: str) -> LocalServer:
     """The stand-in restarted (same port, same state) knowing its public URL is across the
     WAN: its token realm and upload locations then lead clients through the WAN too, as a
     DTR whose name resolves to a far address does."""
@@ -146,7 +148,8 @@ def _behind(dtr: LocalServer, public_url: str, verify) -> LocalServer:
     config["public_url"] = public_url
     dtr.config_path.write_text(yaml.safe_dump(config))
     again = _spawn(dtr.name, list(dtr.process.args), dtr.workdir, dtr.url, dtr.config_path,
-                   env={"PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{SOURCE_ROOT}"})
+                   env={"PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{SOURCE_ROOT}",
+                        FAULTS_ENV: faults})
     again.extra.update(dtr.extra)
     wait_ready(again, verify)
     return again
@@ -165,12 +168,15 @@ def _register(built: Deployment) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-far", action="store_true", help="the cache as far as DTR")
+    parser.add_argument("--standin-faults", default="", help="the stand-in's TEST-ONLY faults, "
+                        "comma-separated (reference.dtr.app.STANDIN_FAULTS)")
     args = parser.parse_args()
     # SIGTERM (kill PID) ends it like Ctrl-C, so the servers it started are stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     workdir = Path(tempfile.mkdtemp(prefix="speed-loopback-"))
     try:
-        with deployment(workdir, cache_far=args.cache_far) as built:
+        with deployment(workdir, cache_far=args.cache_far,
+                        standin_faults=args.standin_faults) as built:
             print(f"export DTR_CHECK_DTR_PASSWORD={built.password('alice')} "
                   f"DTR_CHECK_DTR_ADMIN_PASSWORD={built.password('admin')} "
                   f"DTR_CHECK_OTHER_PASSWORD={built.password('bob')}")

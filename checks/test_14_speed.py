@@ -12,7 +12,6 @@ import os
 import httpx
 import pytest
 
-from dtr_cache_check.harness.diagnosis import fail, requires
 from dtr_cache_check.probes import logevidence
 from dtr_cache_check.probes.oci import Image, synthesize
 from dtr_cache_check.probes.registry import RegistryError
@@ -26,8 +25,12 @@ from dtr_cache_check.probes.speed import (
 )
 from dtr_cache_check.probes.speed_pull import PullAs, SpeedSetupError, measure
 from dtr_cache_check.probes.speed_rehearsal import fetches_per_blob, rehearse
+from dtr_cache_check.steps.findings import CACHE_DTR, SPEED, fail, unobserved
 
-pytestmark = pytest.mark.usefixtures("writes")
+# Advisory: no essential row (--expect-speedup makes the speedup a requirement of this check;
+# making it a verdict row is the harness's to wire). Stands on the redirect to the cache.
+pytestmark = [pytest.mark.family("speed"), pytest.mark.hop(SPEED), pytest.mark.writes,
+              pytest.mark.requires("test_3_blobs_redirect_to_the_registered_cache")]
 SPEED_TAG = "speed"
 
 
@@ -63,7 +66,7 @@ def publish(target):
 
 def _sides(target) -> tuple[PullAs, PullAs]:
     if not target.other_user:
-        pytest.skip("no --other-user: the speed checks compare a user WITHOUT a cache "
+        unobserved("no --other-user: the speed checks compare a user WITHOUT a cache "
                     "(straight from DTR) with the test user (through the cache); give one")
     return (PullAs(lambda: target.client(target.other_user),
                    f"{target.other_user}/dtr-cache-check"),
@@ -73,7 +76,6 @@ def _sides(target) -> tuple[PullAs, PullAs]:
 @pytest.fixture(scope="module")
 def speed(request, target, publish):
     """The A/B measurement, once for the module's checks."""
-    requires("test_3_blobs_redirect_to_the_registered_cache")
     direct, cache = _sides(target)
     try:
         shapes = parse_shapes(str(_option(request.config, "speed_images", DEFAULT_SHAPES)))
@@ -83,7 +85,7 @@ def speed(request, target, publish):
     try:
         return measure(shapes, rounds, direct=direct, cache=cache, publish=publish)
     except SpeedSetupError as exc:
-        fail("pull through the cache", f"the speed A/B could not be measured: {exc}",
+        fail(SPEED, f"the speed A/B could not be measured: {exc}",
              "see the cause; the pull cycle checks say more")
 
 
@@ -98,7 +100,7 @@ def test_pulls_through_the_cache_are_faster(request, speed, evidence):
     if outcome.outcome == FAILED:
         fail(outcome.hop, outcome.cause, outcome.fix)
     if outcome.outcome == SKIPPED:
-        pytest.skip(outcome.cause)
+        unobserved(outcome.cause)
 
 
 def test_rollout_rehearsal(request, target, publish, evidence):
@@ -106,13 +108,12 @@ def test_rollout_rehearsal(request, target, publish, evidence):
     one fetch per blob (the cache's single flight), when --dtr-logs shows its side."""
     clients = int(_option(request.config, "rehearse", 0) or 0)
     if clients < 2:
-        pytest.skip("rehearsal not asked for: give --rehearse K (K >= 2 clients)")
-    requires("test_3_blobs_redirect_to_the_registered_cache")
+        unobserved("rehearsal not asked for: give --rehearse K (K >= 2 clients)")
     image = synthesize(layers=4, layer_size=4 * 1024 * 1024)
     publish(image)
     done = rehearse(clients, lambda: target.client(), target.test_repo, image)
     if done.errors:
-        fail("pull through the cache", f"{len(done.errors)} of {clients} clients pulling at "
+        fail(SPEED, f"{len(done.errors)} of {clients} clients pulling at "
              f"once failed: {done.errors[0]}", "the cache must serve concurrent misses of one "
              "blob (single flight, streaming to all); check its logs for the errors")
     if target.dtr_logs is not None:
@@ -129,7 +130,7 @@ def test_rollout_rehearsal(request, target, publish, evidence):
     repeated = {d: n for d, n in done.fetches.items() if n != 1}
     if repeated:
         digest, count = next(iter(repeated.items()))
-        fail("cache->DTR", f"DTR saw {count} fetches of {digest[:19]} while {clients} clients "
+        fail(CACHE_DTR, f"DTR saw {count} fetches of {digest[:19]} while {clients} clients "
              "pulled it at once through the cache", "the cache must coalesce concurrent misses "
              "of one blob into one upstream fetch (single flight)")
     evidence.note(f"{clients} clients had the image after {done.last_done:.2f} s; DTR saw one "

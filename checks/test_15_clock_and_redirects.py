@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from dtr_cache_check.harness.diagnosis import fail, requires
 from dtr_cache_check.probes import clock, redirects
 from dtr_cache_check.probes.redirects import HopFinding
 from dtr_cache_check.probes.tlsprobe import probe
+from dtr_cache_check.steps.findings import CLIENT_DTR, fail, requires, unobserved
 
-# The pull cycle's checks these stand on: their failure makes these "consequence of" it (only
-# when they ran and failed in this run: each check here gathers its own evidence).
+# The pull cycle's checks the redirect checks stand on (run first; their failure makes these
+# "consequence of" it).
 REDIRECTED = "test_3_blobs_redirect_to_the_registered_cache"
 SERVED = "test_4_cache_serves_each_blob_without_authorization"
+pytestmark = [pytest.mark.family("clock and redirects"), pytest.mark.hop(CLIENT_DTR)]
 
 
 def _judge(findings: list[HopFinding], evidence) -> None:
@@ -27,14 +28,14 @@ def _judge(findings: list[HopFinding], evidence) -> None:
         fail(bad[0].hop, bad[0].cause, bad[0].fix,
              "\n".join(f"{f.cause} ({f.details})" for f in bad))
     if not findings:
-        pytest.skip("nothing to judge")
+        unobserved("nothing to judge")
 
 
+@pytest.mark.requires("test_server_answers_tls[client->DTR]")
 def test_clocks_agree_and_certificates_are_valid_on_them(target, evidence):
     """DTR's and the cache's Date headers are within the skew limit of this machine's clock
     (signed redirects and tokens carry times the other hosts check), and each served
     certificate is valid on the clock of every host that verifies it."""
-    requires("test_server_answers_tls[client->DTR]")
     readings = {clock.DTR: clock.read_clock(clock.DTR, f"{target.dtr_url}/v2/",
                                             target.trust("dtr"))}
     served = {clock.DTR: probe(target.dtr_url, [target.dtr_ca] if target.dtr_ca else None)}
@@ -51,11 +52,12 @@ def test_clocks_agree_and_certificates_are_valid_on_them(target, evidence):
 def layer(target, push_image):
     """A layer of a fresh image of this module's own (so a run of one check needs no pull
     cycle), 256 KiB: enough for a resume from its middle."""
-    requires(REDIRECTED)
     return push_image(layers=1, layer_size=256 * 1024, tag="redirects").layers[0]
 
 
-def test_blob_head_through_the_redirect(target, layer, evidence, writes):
+@pytest.mark.writes
+@pytest.mark.requires(REDIRECTED, SERVED)
+def test_blob_head_through_the_redirect(target, layer, evidence):
     """HEAD of a blob at DTR (a redirect followed with HEAD) answers 200 with its size."""
     with target.client() as client:
         found = redirects.head_through_redirect(client, target.test_repo, layer,
@@ -64,10 +66,11 @@ def test_blob_head_through_the_redirect(target, layer, evidence, writes):
     _judge([found], evidence)
 
 
-def test_range_resume_through_the_redirect(target, layer, evidence, writes):
+@pytest.mark.writes
+@pytest.mark.requires(REDIRECTED, SERVED)
+def test_range_resume_through_the_redirect(target, layer, evidence):
     """A resumed download (``Range: bytes=N-``) through DTR's redirect gets 206 and exactly
     the blob's bytes from N on."""
-    requires(SERVED)
     with target.client() as client:
         found = redirects.range_resume(client, target.test_repo, layer,
                                        cache_netloc=target.cache_hostport())
@@ -75,9 +78,12 @@ def test_range_resume_through_the_redirect(target, layer, evidence, writes):
     _judge([found], evidence)
 
 
-def test_signed_url_works_twice(target, layer, evidence, writes):
+@pytest.mark.writes
+def test_signed_url_works_twice(target, layer, evidence):
     """The same signed URL from DTR's redirect works again within its lifetime (a retry)."""
-    requires(SERVED)
+    # Folded into the pull cycle's failure when it ran and failed, but not run first: the
+    # single-use fault (a redirect to DTR's own storage) is diagnosed by this check run alone.
+    requires(REDIRECTED, SERVED)
     with target.client() as client:
         found = redirects.signed_url_reused(client, target.test_repo, layer,
                                             cache_netloc=target.cache_hostport())
@@ -85,7 +91,9 @@ def test_signed_url_works_twice(target, layer, evidence, writes):
     _judge([found], evidence)
 
 
-def test_redirect_is_not_replayable_by_a_proxy(target, layer, evidence, writes):
+@pytest.mark.writes
+@pytest.mark.requires(REDIRECTED, SERVED)
+def test_redirect_is_not_replayable_by_a_proxy(target, layer, evidence):
     """DTR's signed 307 tells shared proxies not to store it (no-store or private; no
     public, max-age or s-maxage above 0), so none replays it after its token expired."""
     with target.client() as client:
