@@ -26,7 +26,7 @@ from benchmarks.delayline import DelayLine
 from dtr_cache_check.pki import CertificateAuthority, trust_context
 from dtr_cache_check.probes.oci import Image
 from dtr_cache_check.probes.registry import RegistryClient
-from dtr_cache_check.probes.speed_pull import PullAs
+from dtr_cache_check.probes.speed_pull import PullAs, push_concurrently
 from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
 from dtr_cache_check.reference.dtr.app import FAULTS_ENV
 from dtr_cache_check.testkit.local import (
@@ -83,9 +83,8 @@ class Deployment:
 
     def publish(self, image: Image) -> None:
         """The image in alice's and bob's repositories (not timed)."""
-        for user in ("alice", "bob"):
-            with self.client(user) as client:
-                image.push(client, f"{user}/speed", "speed")
+        with self.client("alice") as alice, self.client("bob") as bob:
+            push_concurrently(image, [(alice, "alice/speed"), (bob, "bob/speed")], "speed")
 
     def sides(self) -> tuple[PullAs, PullAs]:
         """(bob straight from DTR, alice through the cache)."""

@@ -23,7 +23,12 @@ from dtr_cache_check.probes.speed import (
     parse_shapes,
     speed_outcome,
 )
-from dtr_cache_check.probes.speed_pull import PullAs, SpeedSetupError, measure
+from dtr_cache_check.probes.speed_pull import (
+    PullAs,
+    SpeedSetupError,
+    measure,
+    push_concurrently,
+)
 from dtr_cache_check.probes.speed_rehearsal import fetches_per_blob, rehearse
 from dtr_cache_check.steps.findings import CACHE_DTR, SPEED, fail, unobserved
 
@@ -46,16 +51,21 @@ def _option(config: pytest.Config, dest: str, default=None):
 
 @pytest.fixture(scope="module")
 def publish(target):
-    """Push an image to the test user's and the other user's repositories (the same bytes:
-    both users may pull it); every image is deleted at the end, as the admin."""
+    """Push an image to the test user's and (when given) the other user's repositories (the
+    same bytes: both users may pull it); every image is deleted at the end, as the admin."""
     pushed: list[tuple[str, str]] = []
 
     def push(image: Image) -> None:
-        for user in (target.dtr_user, target.other_user):
-            repo = f"{user}/dtr-cache-check" if user != target.dtr_user else target.test_repo
-            with target.client(user) as client:
-                image.push(client, repo, SPEED_TAG)
-            pushed.append((repo, image.manifest_digest))
+        users = [(target.dtr_user, target.test_repo)]
+        if target.other_user:
+            users.append((target.other_user, f"{target.other_user}/dtr-cache-check"))
+        clients = [(target.client(user), repo) for user, repo in users]
+        try:
+            push_concurrently(image, clients, SPEED_TAG)
+        finally:
+            for client, _ in clients:
+                client.close()
+        pushed.extend((repo, image.manifest_digest) for _, repo in users)
 
     yield push
     with target.client(target.admin_user) as admin:

@@ -55,15 +55,19 @@ def layer(target, push_image):
     return push_image(layers=1, layer_size=256 * 1024, tag="redirects").layers[0]
 
 
+def _through_redirect(target, layer, evidence, probe_of) -> None:
+    """Run one redirect probe as the test user on this module's layer, and judge it."""
+    with target.client() as client:
+        found = probe_of(client, target.test_repo, layer, cache_netloc=target.cache_hostport())
+        evidence.transcript(client.transcript)
+    _judge([found], evidence)
+
+
 @pytest.mark.writes
 @pytest.mark.requires(REDIRECTED, SERVED)
 def test_blob_head_through_the_redirect(target, layer, evidence):
     """HEAD of a blob at DTR (a redirect followed with HEAD) answers 200 with its size."""
-    with target.client() as client:
-        found = redirects.head_through_redirect(client, target.test_repo, layer,
-                                                cache_netloc=target.cache_hostport())
-        evidence.transcript(client.transcript)
-    _judge([found], evidence)
+    _through_redirect(target, layer, evidence, redirects.head_through_redirect)
 
 
 @pytest.mark.writes
@@ -71,11 +75,7 @@ def test_blob_head_through_the_redirect(target, layer, evidence):
 def test_range_resume_through_the_redirect(target, layer, evidence):
     """A resumed download (``Range: bytes=N-``) through DTR's redirect gets 206 and exactly
     the blob's bytes from N on."""
-    with target.client() as client:
-        found = redirects.range_resume(client, target.test_repo, layer,
-                                       cache_netloc=target.cache_hostport())
-        evidence.transcript(client.transcript)
-    _judge([found], evidence)
+    _through_redirect(target, layer, evidence, redirects.range_resume)
 
 
 @pytest.mark.writes
@@ -84,11 +84,7 @@ def test_signed_url_works_twice(target, layer, evidence):
     # Folded into the pull cycle's failure when it ran and failed, but not run first: the
     # single-use fault (a redirect to DTR's own storage) is diagnosed by this check run alone.
     requires(REDIRECTED, SERVED)
-    with target.client() as client:
-        found = redirects.signed_url_reused(client, target.test_repo, layer,
-                                            cache_netloc=target.cache_hostport())
-        evidence.transcript(client.transcript)
-    _judge([found], evidence)
+    _through_redirect(target, layer, evidence, redirects.signed_url_reused)
 
 
 @pytest.mark.writes
@@ -96,7 +92,4 @@ def test_signed_url_works_twice(target, layer, evidence):
 def test_redirect_is_not_replayable_by_a_proxy(target, layer, evidence):
     """DTR's signed 307 tells shared proxies not to store it (no-store or private; no
     public, max-age or s-maxage above 0), so none replays it after its token expired."""
-    with target.client() as client:
-        answer = client.get_blob(target.test_repo, layer.digest)
-        evidence.transcript(client.transcript)
-    _judge([redirects.redirect_not_replayable(answer)], evidence)
+    _through_redirect(target, layer, evidence, redirects.redirect_cacheability)

@@ -14,7 +14,7 @@ import pytest
 
 from dtr_cache_check.pki import CertificateAuthority, trust_context
 from dtr_cache_check.probes import clock, redirects, tlsprobe
-from dtr_cache_check.probes.oci import Image, synthesize
+from dtr_cache_check.probes.oci import synthesize
 from dtr_cache_check.probes.redirects import HopFinding
 from dtr_cache_check.probes.registry import RegistryClient
 from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
@@ -117,31 +117,12 @@ def bench(tmp_path_factory) -> Iterator[Bench]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _layer(image: Image):
-    return image.layers[0]
-
-
-def head(b: Bench) -> HopFinding:
-    with b.client() as c:
-        return redirects.head_through_redirect(c, REPO, _layer(b.image),
-                                               cache_netloc=b.cache_netloc)
-
-
-def resume(b: Bench) -> HopFinding:
-    with b.client() as c:
-        return redirects.range_resume(c, REPO, _layer(b.image), 1000,
-                                      cache_netloc=b.cache_netloc)
-
-
-def reuse(b: Bench) -> HopFinding:
-    with b.client() as c:
-        return redirects.signed_url_reused(c, REPO, _layer(b.image),
-                                           cache_netloc=b.cache_netloc)
-
-
-def cacheability(b: Bench) -> HopFinding:
-    with b.client() as c:
-        return redirects.redirect_not_replayable(c.get_blob(REPO, _layer(b.image).digest))
+def through_redirect(probe_of) -> Callable[[Bench], HopFinding]:
+    """Run a redirect probe as alice on the bench's layer."""
+    def run(b: Bench) -> HopFinding:
+        with b.client() as client:
+            return probe_of(client, REPO, b.image.layers[0], cache_netloc=b.cache_netloc)
+    return run
 
 
 def clocks(b: Bench) -> HopFinding:
@@ -158,8 +139,12 @@ def certificate_on_dtr_clock(b: Bench) -> HopFinding:
     return next((f for f in found if not f.ok), found[-1])
 
 
+head = through_redirect(redirects.head_through_redirect)
+resume = through_redirect(redirects.range_resume)
+reuse = through_redirect(redirects.signed_url_reused)
 PROBES: dict[str, Callable[[Bench], HopFinding]] = {
-    "head": head, "resume": resume, "reuse": reuse, "cacheability": cacheability,
+    "head": head, "resume": resume, "reuse": reuse,
+    "cacheability": through_redirect(redirects.redirect_cacheability),
     "clock": clocks, "certificate": certificate_on_dtr_clock}
 
 
