@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from dtr_cache_check.probes.deployed_files import downstream_options
+from dtr_cache_check.probes.tlsfailure import classify
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
 from dtr_cache_check.steps import ha, registration
 from dtr_cache_check.steps.chain import NotCheckableHere, connect_to_for, is_dtr
@@ -24,7 +25,7 @@ from dtr_cache_check.steps.findings import (
     requires,
 )
 from dtr_cache_formats.registry_api import API_VERSION_HEADER
-from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY, classify
+from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY
 
 pytestmark = [pytest.mark.family("TLS between"), pytest.mark.hop(CACHE_DTR)]
 
