@@ -1,5 +1,5 @@
 """What several checks stand on: the cache as DTR lists it, fresh images pushed to DTR (deleted
-again at the end of the run), and the pull cycle (fixtures.pullcycle), whose steps run once,
+again at the end of the run), and the pull cycle (steps.pullcycle), whose steps run once,
 on demand, by the first check that needs them: a check run alone performs exactly the steps it
 needs."""
 
@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from dtr_cache_check.harness.diagnosis import requires
-from dtr_cache_check.harness.steps import Steps
-from dtr_cache_check.harness.target import Target, normalize_url
 from dtr_cache_check.probes.oci import Image, synthesize
-from dtr_cache_check.probes.pullcycle import TRUSTS_DTR, PullCycle
 from dtr_cache_check.probes.registry import RegistryError
+from dtr_cache_check.steps.findings import requires
+from dtr_cache_check.steps.memo import Steps
+from dtr_cache_check.steps.pullcycle import TRUSTS_DTR, PullCycle
+from dtr_cache_check.steps.target import Target, normalize_url
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,15 @@ import warnings
 
 import pytest
 
-from dtr_cache_check.harness.deployed import deployed_certificate, load_files
-from dtr_cache_check.harness.diagnosis import CONFIG, STACK, fail
 from dtr_cache_check.probes import configrules as rules
 from dtr_cache_check.probes import stackrules
 from dtr_cache_check.probes.deployed_files import CacheFiles
-from dtr_cache_check.probes.findings import ERROR, NOT_CHECKED, Finding
+from dtr_cache_check.probes.findings import ERROR, NOT_APPLICABLE, NOT_CHECKED, Finding
 from dtr_cache_check.probes.tlsprobe import probe
+from dtr_cache_check.steps.deployed import deployed_certificate, load_files
+from dtr_cache_check.steps.findings import CONFIG, STACK, fail, not_applicable
+
+pytestmark = [pytest.mark.family("configuration"), pytest.mark.hop(CONFIG), pytest.mark.static]
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +32,8 @@ def judge(finding: Finding, evidence) -> None:
         return
     if finding.severity == NOT_CHECKED:
         pytest.skip(f"not checked: {finding.subject}: {finding.cause} ({finding.fix})")
+    if finding.severity == NOT_APPLICABLE:
+        not_applicable(f"{finding.subject}: {finding.cause}")
     hop = STACK if "docker-stack" in finding.subject.split(":")[0] else CONFIG
     key = finding.subject.partition(": ")[2]
     cause = finding.cause if key and key in finding.cause else f"{finding.subject}: " \
@@ -65,6 +69,7 @@ def test_tls_files_are_mounted(files, evidence):
     judge(stackrules.rule_tls_paths_mounted(files), evidence)
 
 
+@pytest.mark.hop(STACK)
 def test_published_port_is_the_listening_port(files, evidence):
     """The port in http.addr is the one the stack publishes."""
     judge(stackrules.rule_published_port_matches_addr(files), evidence)
@@ -91,22 +96,27 @@ def test_http_host_is_covered_by_the_certificate(target, files, evidence):
     evidence.note(f"certificate {where}")
 
 
+@pytest.mark.hop(STACK)
+@pytest.mark.shape("swarm")
 def test_placement_constraint_matches_a_node(target, files, evidence):
     """The service is pinned with a placement constraint, and some node of the swarm that runs
     the cache (the reference swarm, or the one --cache-host manages) satisfies it."""
     judge(stackrules.rule_placement_constraint(files, target.swarm_nodes), evidence)
 
 
+@pytest.mark.hop(STACK)
 def test_restart_policy(files, evidence):
     """The service restarts on failure."""
     judge(stackrules.rule_restart_policy(files), evidence)
 
 
+@pytest.mark.hop(STACK)
 def test_configs_and_secrets_are_declared(files, evidence):
     """Every config and secret the service uses is declared with a file that exists."""
     judge(stackrules.rule_configs_and_secrets_declared(files), evidence)
 
 
+@pytest.mark.hop(STACK)
 def test_image_matches_the_dtr_version(target, files, evidence):
     """The cache image's tag matches DTR's version, where DTR's version is known."""
     judge(stackrules.rule_image_matches_dtr_version(files, target.dtr_version), evidence)

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dtr_cache_check.harness.deployed import deployed_file, load_files
-from dtr_cache_check.harness.diagnosis import FILES, fail
 from dtr_cache_check.probes.tlsprobe import describe_key, inspect_files, load_certs
+from dtr_cache_check.steps.deployed import deployed_file, load_files
+from dtr_cache_check.steps.findings import FILES, fail
 from dtr_cache_formats.keys import key_is_strong
+
+pytestmark = [pytest.mark.family("certificate files"), pytest.mark.hop(FILES), pytest.mark.static]
 
 EXPIRY_WARNING_DAYS = 30
 

@@ -8,9 +8,9 @@ import warnings
 
 import pytest
 
-from dtr_cache_check.harness.diagnosis import CLIENT_CACHE, CLIENT_DTR, fail, requires
-from dtr_cache_check.probes.ha import replicas_first
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, TlsReport, explain, probe
+from dtr_cache_check.steps.findings import CLIENT_CACHE, CLIENT_DTR, fail, requires
+from dtr_cache_check.steps.ha import replicas_first
 from dtr_cache_formats.tls_classes import (
     EXPIRED,
     HOSTNAME_MISMATCH,
@@ -18,7 +18,15 @@ from dtr_cache_formats.tls_classes import (
     UNKNOWN_AUTHORITY,
 )
 
-HOPS = [CLIENT_DTR, CLIENT_CACHE]
+pytestmark = [pytest.mark.family("TLS client")]
+
+# Each parameter is a hop, and the check belongs to it; the trust check stands for the
+# verdict's row of that hop.
+HOPS = [pytest.param(hop, id=hop, marks=pytest.mark.hop(hop))
+        for hop in (CLIENT_DTR, CLIENT_CACHE)]
+TRUST = [pytest.param(hop, id=hop, marks=[pytest.mark.hop(hop),
+                                          pytest.mark.essential(f"{hop} trust")])
+         for hop in (CLIENT_DTR, CLIENT_CACHE)]
 EXPIRY_WARNING_DAYS = 30
 SPECIFIC = ("test_full_chain_is_served", "test_certificate_names_the_host",
             "test_certificate_is_within_its_validity", "test_certificate_key_is_strong",
@@ -51,8 +59,6 @@ def _report(client_tls, hop: str, evidence, check: str) -> TlsReport:
         pytest.skip(f"no URL for {hop}: give --cache-url")
     if hop == CLIENT_CACHE:
         requires(*CACHE_CAUSES.get(check, ()))
-    if check != "test_server_answers_tls":
-        requires(f"test_server_answers_tls[{hop}]")
     report = client_tls[hop]
     evidence.chain(report.chain_rows())
     return report
@@ -85,6 +91,7 @@ def test_server_answers_tls(client_tls, hop, evidence):
 
 
 @pytest.mark.parametrize("hop", HOPS)
+@pytest.mark.requires("test_server_answers_tls[*]")
 def test_full_chain_is_served(target, client_tls, hop, evidence, request):
     """The server sends its certificate with the intermediate(s) up to a trusted root."""
     report = _report(client_tls, hop, evidence, "test_full_chain_is_served")
@@ -95,6 +102,7 @@ def test_full_chain_is_served(target, client_tls, hop, evidence, request):
 
 
 @pytest.mark.parametrize("hop", HOPS)
+@pytest.mark.requires("test_server_answers_tls[*]")
 def test_certificate_names_the_host(client_tls, hop, evidence, request):
     """The certificate's subjectAltName covers the host name clients use."""
     report = _report(client_tls, hop, evidence, "test_certificate_names_the_host")
@@ -105,6 +113,7 @@ def test_certificate_names_the_host(client_tls, hop, evidence, request):
 
 
 @pytest.mark.parametrize("hop", HOPS)
+@pytest.mark.requires("test_server_answers_tls[*]")
 def test_certificate_is_within_its_validity(client_tls, hop, evidence):
     """The certificate is valid now, and warns when it expires within 30 days."""
     report = _report(client_tls, hop, evidence, "test_certificate_is_within_its_validity")
@@ -119,6 +128,7 @@ def test_certificate_is_within_its_validity(client_tls, hop, evidence):
 
 
 @pytest.mark.parametrize("hop", HOPS)
+@pytest.mark.requires("test_server_answers_tls[*]")
 def test_certificate_key_is_strong(client_tls, hop, evidence):
     """The certificate's key is at least RSA 2048 or EC P-256."""
     report = _report(client_tls, hop, evidence, "test_certificate_key_is_strong")
@@ -128,6 +138,7 @@ def test_certificate_key_is_strong(client_tls, hop, evidence):
 
 
 @pytest.mark.parametrize("hop", HOPS)
+@pytest.mark.requires("test_server_answers_tls[*]")
 def test_tls_1_2_or_newer(client_tls, hop, evidence):
     """The connection negotiates TLS 1.2 or newer."""
     report = _report(client_tls, hop, evidence, "test_tls_1_2_or_newer")
@@ -136,11 +147,11 @@ def test_tls_1_2_or_newer(client_tls, hop, evidence):
     evidence.note(f"{report.version}, {report.cipher}")
 
 
-@pytest.mark.parametrize("hop", HOPS)
+@pytest.mark.parametrize("hop", TRUST)
+@pytest.mark.requires(*(f"{check}[*]" for check in SPECIFIC))
 def test_client_trusts_the_server(client_tls, hop, evidence, request):
     """The served chain verifies against the CA the client was given (else the system roots)."""
     report = _report(client_tls, hop, evidence, "test_client_trusts_the_server")
-    requires(*(f"{check}[{hop}]" for check in SPECIFIC))
     if not report.trusted:
         _balancer_first(request, report, hop)
         if report.failure_class == MISSING_INTERMEDIATE:  # the full-chain check cleared that

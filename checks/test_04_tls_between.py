@@ -9,8 +9,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from dtr_cache_check.harness.deployed import deployed_file, load_files
-from dtr_cache_check.harness.diagnosis import (
+from dtr_cache_check.probes.deployed_files import downstream_options
+from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
+from dtr_cache_check.steps import ha
+from dtr_cache_check.steps.chain import connect_to_for, is_dtr
+from dtr_cache_check.steps.deployed import deployed_file, load_files
+from dtr_cache_check.steps.findings import (
     CACHE_DTR,
     CLIENT_CACHE,
     CLIENT_DTR,
@@ -18,12 +22,10 @@ from dtr_cache_check.harness.diagnosis import (
     fail,
     requires,
 )
-from dtr_cache_check.probes import ha
-from dtr_cache_check.probes.chain import connect_to_for, is_dtr
-from dtr_cache_check.probes.deployed_files import downstream_options
-from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
 from dtr_cache_formats.registry_api import API_VERSION_HEADER
 from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY, classify
+
+pytestmark = [pytest.mark.family("TLS between"), pytest.mark.hop(CACHE_DTR)]
 
 CACHE_SIDE = ("test_server_answers_tls", "test_full_chain_is_served",
               "test_certificate_names_the_host", "test_certificate_is_within_its_validity",
@@ -63,9 +65,9 @@ def _next_cache(target, configured: str) -> str:
     return f" (its upstream {configured}, the next cache of the chain)"
 
 
+@pytest.mark.requires("test_upstreams_are_https", f"test_server_answers_tls[{CLIENT_DTR}]")
 def test_cache_reaches_dtr(upstream, evidence):
     """The cache's upstream answers TLS at the host and port config.yml names."""
-    requires("test_upstreams_are_https", f"test_server_answers_tls[{CLIENT_DTR}]")
     url, configured, connect_to, _cas, _sources = upstream
     report = probe(url, None, connect_to=connect_to)
     if not report.reachable:
@@ -75,9 +77,9 @@ def test_cache_reaches_dtr(upstream, evidence):
     evidence.note(f"{configured} answers {report.version}")
 
 
+@pytest.mark.requires("test_cache_reaches_dtr", f"test_tls_1_2_or_newer[{CLIENT_DTR}]")
 def test_cache_upstream_is_a_registry(target, upstream, evidence):
     """The cache's upstream answers as a registry (Docker-Distribution-API-Version)."""
-    requires("test_cache_reaches_dtr", f"test_tls_1_2_or_newer[{CLIENT_DTR}]")
     url, configured, connect_to, _cas, _sources = upstream
     base = target.dtr_url if connect_to else url
     try:
@@ -92,6 +94,7 @@ def test_cache_upstream_is_a_registry(target, upstream, evidence):
     evidence.note(f"{configured}/v2/ -> {answer.status_code}, {API_VERSION_HEADER} present")
 
 
+@pytest.mark.essential("cache->DTR trust")
 def test_cache_trusts_dtr(target, upstream, evidence):
     """DTR's served chain verifies against the cas files config.yml gives the cache."""
     # DTR's own certificate defects are reported once, on the client->DTR hop.
@@ -128,10 +131,13 @@ def test_cache_trusts_dtr(target, upstream, evidence):
     evidence.note(f"{configured} verified against {len(pems) or 'the system'} CA(s)")
 
 
-def test_dtr_trusts_the_cache(target, steps, evidence, writes):
+@pytest.mark.hop(DTR_CACHE)
+@pytest.mark.essential("DTR->cache trust")
+@pytest.mark.writes
+@pytest.mark.requires(f"test_client_trusts_the_server[{CLIENT_DTR}]",
+                       *(f"{check}[{CLIENT_CACHE}]" for check in CACHE_SIDE))
+def test_dtr_trusts_the_cache(target, steps, evidence):
     """DTR accepts registering the cache's URL: it reaches the cache and trusts its certificate."""
-    requires(f"test_client_trusts_the_server[{CLIENT_DTR}]",
-             *(f"{check}[{CLIENT_CACHE}]" for check in CACHE_SIDE))
     if not target.cache_url:
         pytest.skip("no --cache-url")
     name = f"dtr-cache-check-probe-{uuid.uuid4().hex[:8]}"

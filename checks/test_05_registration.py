@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dtr_cache_check.harness.diagnosis import REGISTRATION, fail, requires
-from dtr_cache_check.harness.target import normalize_url
+import pytest
+
+from dtr_cache_check.steps.findings import REGISTRATION, fail
+from dtr_cache_check.steps.target import normalize_url
+
+pytestmark = [pytest.mark.family("registration"), pytest.mark.hop(REGISTRATION)]
 
 
+@pytest.mark.essential("registration")
+@pytest.mark.requires("test_client_trusts_the_server[client->DTR]")
 def test_cache_is_registered_in_dtr(target, cache_listing, registered_cache, evidence):
     """DTR lists the cache under its name with the URL clients will be sent to."""
-    requires("test_client_trusts_the_server[client->DTR]")
     if cache_listing and "_error" in cache_listing[0]:
         fail(REGISTRATION, f"DTR refused to list its content caches: {cache_listing[0]['_error']}",
              "run the checks with a DTR admin (--dtr-admin-user/--dtr-admin-password)")
@@ -31,9 +36,10 @@ def test_cache_is_registered_in_dtr(target, cache_listing, registered_cache, evi
     evidence.note(f"registered as {registered_cache.get('name')!r} -> {host}")
 
 
+@pytest.mark.essential("user setting")
+@pytest.mark.requires("test_cache_is_registered_in_dtr")
 def test_user_points_at_the_cache(target, registered_cache, evidence):
     """The test user's account settings select this cache (else DTR serves them directly)."""
-    requires("test_cache_is_registered_in_dtr")
     user = target.dtr_user
     with target.api(user) as api:
         answer = api.get(f"/api/v0/accounts/{user}/settings")

@@ -1,6 +1,6 @@
 """The pull cycle: push to DTR, manifest from DTR, blobs redirected to the cache and served
-by it without Authorization, a miss and then a hit. Each check judges one step; the steps are
-fixtures (checks/conftest.py), so any check run alone performs the steps before it."""
+by it without Authorization, a miss and then a hit. Each check judges one step; the steps run
+once, on first use (steps.pullcycle), so any check run alone performs the steps before it."""
 
 from __future__ import annotations
 
@@ -9,33 +9,39 @@ import time
 
 import pytest
 
-from dtr_cache_check.harness.diagnosis import PULL, fail, requires
-from dtr_cache_check.probes import ha, logevidence
-from dtr_cache_check.probes.pullcycle import cache_lines
+from dtr_cache_check.probes import logevidence
+from dtr_cache_check.steps import ha
+from dtr_cache_check.steps.findings import PULL, fail, requires
+from dtr_cache_check.steps.pullcycle import cache_lines
 
-pytestmark = pytest.mark.usefixtures("writes")
+pytestmark = [pytest.mark.family("pull cycle"), pytest.mark.hop(PULL), pytest.mark.writes]
 
 
+@pytest.mark.essential("push to DTR")
 def test_1_push_a_fresh_image_to_dtr(cycle, evidence):
     """A freshly synthesized image is pushed to DTR's test repository as the test user."""
     cycle.image()
 
 
+@pytest.mark.essential("manifest from DTR")
 def test_2_manifest_comes_from_dtr(cycle, evidence):
     """The manifest is served by DTR itself (200, no redirect): DTR stays the source of truth."""
     cycle.manifest()
 
 
+@pytest.mark.essential("redirect to the cache")
 def test_3_blobs_redirect_to_the_registered_cache(cycle, evidence):
     """Every blob GET at DTR answers 307 to the registered cache's host and port."""
     cycle.redirected()
 
 
+@pytest.mark.essential("blobs from the cache")
 def test_4_cache_serves_each_blob_without_authorization(cycle, evidence):
     """Following each redirect without Authorization gives 200 and exactly the pushed bytes."""
     cycle.first_pull()
 
 
+@pytest.mark.essential("hit evidence")
 def test_5_first_request_misses_and_second_hits(target, steps, cycle, push_image, evidence):
     """The second request for each blob is a hit, proven by the strongest evidence there is:
     the cache's X-Cache header, its own hit/miss events, or DTR's logs showing one fetch."""

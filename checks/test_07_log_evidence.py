@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from dtr_cache_check.harness.diagnosis import CACHE_DTR, LOGS, fail, requires
-from dtr_cache_check.probes import ha, logevidence
+from dtr_cache_check.probes import logevidence
 from dtr_cache_check.probes.logs import LogLine, LogSourceError
-from dtr_cache_check.probes.pullcycle import cache_lines
+from dtr_cache_check.steps import ha
+from dtr_cache_check.steps.findings import CACHE_DTR, LOGS, fail
+from dtr_cache_check.steps.pullcycle import cache_lines
+
+pytestmark = [pytest.mark.family("log evidence"), pytest.mark.hop(LOGS)]
 
 NO_LOGS = ("no --cache-logs: say where the cache logs (docker:CONTAINER, service:NAME, "
            "file:PATH, cmd:COMMAND) to read its evidence")
@@ -29,12 +32,12 @@ def _lines(target, since) -> list[LogLine]:
     return lines
 
 
+@pytest.mark.requires("test_blobttl_has_a_unit", "test_5_first_request_misses_and_second_hits")
 def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
     """The cache's logs record the miss and then the hit for the very digests pulled."""
     cycle.second_pull()
     # A unit-less blobttl expires copies at once; a cache that kept no copy was diagnosed by
     # the hit check already: either explains a missing hit here.
-    requires("test_blobttl_has_a_unit", "test_5_first_request_misses_and_second_hits")
     if target.cache_logs is None:
         pytest.skip(NO_LOGS)
     digests = list(cycle.first)
@@ -81,10 +84,10 @@ def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
                          lines, marks)
 
 
+@pytest.mark.requires("test_cache_trusts_dtr", "test_client_trusts_the_server[client->cache]")
 def test_no_tls_errors_in_the_cache_logs(target, steps, cycle, evidence):
     """While the checks ran, and after the cache fetched from DTR in this run (the pull cycle's
     first pull), the cache logged no TLS failure (towards DTR or from clients)."""
-    requires("test_cache_trusts_dtr", "test_client_trusts_the_server[client->cache]")
     if not target.no_writes:
         cycle.first_pull()  # the cache's TLS towards DTR was exercised in this window
     lines = _lines(target, target.started)

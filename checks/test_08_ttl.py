@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from dtr_cache_check.harness.deployed import load_files
-from dtr_cache_check.harness.diagnosis import TTL, fail, requires
-from dtr_cache_check.harness.verdict import TTL_TOO_LONG, TTL_UNSET
 from dtr_cache_check.probes import logevidence
-from dtr_cache_check.probes.pullcycle import cache_lines, judge_cache_answer, transport_failure
+from dtr_cache_check.steps.deployed import load_files
+from dtr_cache_check.steps.findings import TTL, fail, not_applicable, unobserved
+from dtr_cache_check.steps.pullcycle import cache_lines, judge_cache_answer, transport_failure
 from dtr_cache_formats.durations import human, parse_duration
+
+pytestmark = [pytest.mark.family("TTL"), pytest.mark.hop(TTL)]
 
 
 def _fetch(target, digest: str, since: datetime):
@@ -47,24 +48,28 @@ def _refetch_evidence(target, digest: str, since: datetime, answer) -> tuple[boo
     return None, "no X-Cache header, no hit/miss events, no --dtr-logs"
 
 
-def test_expired_copy_is_fetched_again(target, push_image, evidence, writes):
+@pytest.mark.essential("TTL expiry")
+@pytest.mark.writes
+@pytest.mark.requires("test_blobttl_needs_delete_enabled", "test_blobttl_has_a_unit",
+                       "test_client_trusts_the_server[client->cache]",
+                       "test_client_trusts_the_server[client->DTR]")
+def test_expired_copy_is_fetched_again(target, push_image, evidence):
     """Past blobttl (counted from the fetch), the copy is removed and the next request fetches
     the blob again from DTR: proven by the copy seen on disk first, then gone, and a miss."""
-    requires("test_blobttl_needs_delete_enabled", "test_blobttl_has_a_unit",
-             "test_client_trusts_the_server[client->cache]",
-             "test_client_trusts_the_server[client->DTR]")
     try:
         files = load_files(target)
     except ValueError as exc:
         pytest.skip(f"config.yml unreadable ({exc}): see the configuration checks")
     value = files.value(".blobttl")
     if value is None:
-        pytest.skip(f"{TTL_UNSET}: the cache keeps its copies (nothing expires)")
+        not_applicable("blobttl is not set: the cache keeps its copies (nothing expires)")
     ttl = parse_duration(value)[0]
     margin = min(ttl / 2, 30.0) + 2.0
     if ttl + margin > target.ttl_wait:
-        pytest.skip(f"{TTL_TOO_LONG} ({human(ttl)}): observing it needs --ttl-wait "
-                    f"{math.ceil(ttl + margin)} (now {target.ttl_wait:g})")
+        # The static TTL rules stand in for what cannot be waited for here.
+        unobserved(f"blobttl is longer than --ttl-wait ({human(ttl)}): observing it needs "
+                   f"--ttl-wait {math.ceil(ttl + margin)} (now {target.ttl_wait:g})",
+                   "test_blobttl_has_a_unit", "test_blobttl_needs_delete_enabled")
     since = datetime.now(UTC)
     image = push_image(layers=1, layer_size=64 * 1024, tag="ttl")
     digest = image.layers[0].digest

@@ -8,8 +8,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dtr_cache_check.harness.diagnosis import DOCKER, fail, requires
-from dtr_cache_check.probes import ha
 from dtr_cache_check.probes.dockerclient import (
     CertsEntry,
     daemon_available,
@@ -18,16 +16,21 @@ from dtr_cache_check.probes.dockerclient import (
     tls_error,
     trusted_registries,
 )
-from dtr_cache_check.probes.pullcycle import require_layers_served
 from dtr_cache_check.probes.tlsprobe import probe
+from dtr_cache_check.steps import ha
+from dtr_cache_check.steps.findings import DOCKER, fail
+from dtr_cache_check.steps.pullcycle import require_layers_served
+
+pytestmark = [pytest.mark.family("docker client"), pytest.mark.hop(DOCKER)]
 
 
-def test_docker_pull_is_served_by_the_cache(target, steps, push_image, evidence, writes):
+@pytest.mark.writes
+@pytest.mark.requires("test_4_cache_serves_each_blob_without_authorization",
+                       "test_2_manifest_comes_from_dtr")
+def test_docker_pull_is_served_by_the_cache(target, steps, push_image, evidence):
     """``docker pull`` from DTR succeeds with its layers absent first, the daemon verified TLS
     on the way (DTR is not an insecure registry to it), and the cache's logs show it served
     those very layers (a miss/hit event or an access line answered 200)."""
-    requires("test_4_cache_serves_each_blob_without_authorization",
-             "test_2_manifest_comes_from_dtr")
     why_not = daemon_available()
     if why_not:
         pytest.skip(f"{why_not}: the docker client check needs a local daemon")

@@ -12,19 +12,25 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from dtr_cache_check.harness import redaction
-from dtr_cache_check.harness.diagnosis import (
+from dtr_cache_check.harness.report import EVIDENCE_KEY
+from dtr_cache_check.probes import redaction
+from dtr_cache_check.probes.minting import mint, unverified_expiry
+from dtr_cache_check.steps import ha
+from dtr_cache_check.steps.findings import (
     CLIENT_CACHE,
     FILES,
     REGISTRATION,
     SECURITY,
     fail,
-    requires,
 )
-from dtr_cache_check.harness.report import EVIDENCE_KEY
-from dtr_cache_check.probes import ha
-from dtr_cache_check.reference.dtr.minting import mint, unverified_expiry
 from dtr_cache_formats.blob_token import JWKS_PATH, TOKEN_PARAM
+
+pytestmark = [pytest.mark.family("security"), pytest.mark.hop(SECURITY)]
+# What a cache answers a bad signature with (distribution's token auth: 401 UNAUTHORIZED; 403
+# DENIED for a token of another blob).
+REFUSALS = (401, 403)
+# How far past a token's expiry a cache may still accept it: distribution's leeway is 60 s.
+CLOCK_LEEWAY = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +43,7 @@ def signed(cycle):
     query = parse_qs(urlsplit(location).query)
     token_name = TOKEN_PARAM if TOKEN_PARAM in query else next(iter(query), None)
     if token_name is not None:
-        redaction.CURRENT.add_token_param(token_name)
+        redaction.current().add_token_param(token_name)
     return digest, first[digest].content, location, token_name, query
 
 
@@ -70,13 +76,22 @@ def _warm(target, steps, digest: str) -> None:
 
 
 def _refused(answer: httpx.Response, body: bytes, what: str) -> None:
+    """A refusal is 401 or 403 with none of the blob: an error (500, 502) proves nothing."""
     if answer.status_code < 400 or body[:64] in answer.content:
         fail(CLIENT_CACHE, f"the cache served the blob to a request with {what} "
              f"({answer.status_code})", "the cache must verify DTR's signature on every "
-             "request: update it, and never run it with test fault modes enabled")
+             "request: deploy the cache image that matches DTR's version, and remove any "
+             "setting or environment variable that turns verification off")
+    if answer.status_code not in REFUSALS:
+        fail(CLIENT_CACHE, f"the cache answered a request with {what} "
+             f"{answer.status_code} instead of refusing it (401/403): an error is no proof "
+             "that it checks signatures", "read the cache's logs for this request's error "
+             "and mend it; a bad signature must be answered 401 UNAUTHORIZED")
 
 
-def test_tampered_token_gets_nothing(target, steps, signed, evidence, writes):
+@pytest.mark.essential("token enforcement")
+@pytest.mark.writes
+def test_tampered_token_gets_nothing(target, steps, signed, evidence):
     """A redirect whose signature was altered gets 401/403 and not one byte of the blob."""
     digest, body, location, token_name, query = signed
     if token_name is None:
@@ -90,9 +105,10 @@ def test_tampered_token_gets_nothing(target, steps, signed, evidence, writes):
                   f"bytes; tampered {token_name}: {answer.status_code}, no byte of the blob")
 
 
-def test_expired_token_gets_nothing(target, steps, signed, evidence, writes):
+@pytest.mark.writes
+@pytest.mark.requires("test_tampered_token_gets_nothing")
+def test_expired_token_gets_nothing(target, steps, signed, evidence):
     """A correctly signed but expired redirect gets 401 and not one byte of the blob."""
-    requires("test_tampered_token_gets_nothing")
     digest, body, location, token_name, query = signed
     if token_name is None:
         pytest.skip("DTR's redirect carries no query token: nothing to let expire")
@@ -109,12 +125,26 @@ def test_expired_token_gets_nothing(target, steps, signed, evidence, writes):
         if expiry is None:
             pytest.skip("DTR's token is not a JWT (its expiry cannot be read) and no "
                         "--dtr-signing-key was given: the expired-token check cannot run")
-        wait = expiry - time.time() + 12  # past the cache's leeway
+        wait = expiry - time.time() + CLOCK_LEEWAY + 2  # past any cache's leeway
         if wait > target.ttl_wait:
             pytest.skip(f"DTR's token expires in {wait:.0f} s: waiting for it needs "
                         f"--ttl-wait {int(wait) + 1} (now {target.ttl_wait:g})")
-        time.sleep(max(wait, 0))
-        url, how = location, f"DTR's own token, {wait:.0f} s after it expired"
+        # Asked from just past the expiry on: within its leeway a cache may still serve it,
+        # and one with a shorter leeway refuses sooner (no need to wait the longest one).
+        time.sleep(max(expiry - time.time() + 2, 0))
+        deadline = expiry + CLOCK_LEEWAY + 2
+        url = location
+        _warm(target, steps, digest)
+        answer = _get(target, steps, url)
+        while answer.status_code < 400 and time.time() < deadline:
+            time.sleep(min(5.0, max(deadline - time.time(), 0.1)))
+            _warm(target, steps, digest)
+            answer = _get(target, steps, url)
+        how = f"DTR's own token, {time.time() - expiry:.0f} s after it expired"
+        _refused(answer, body, "an expired signature")
+        evidence.note(f"{how}, asked while the cache held the blob: {answer.status_code}, no "
+                      f"byte of {digest[7:19]}")
+        return
     _warm(target, steps, digest)  # a hit now: the cache itself must refuse, not DTR on a miss
     answer = _get(target, steps, url)
     _refused(answer, body, "an expired signature")
@@ -122,9 +152,10 @@ def test_expired_token_gets_nothing(target, steps, signed, evidence, writes):
                   f"of {digest[7:19]}")
 
 
-def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, writes):
+@pytest.mark.writes
+@pytest.mark.requires("test_client_trusts_the_server[client->DTR]")
+def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence):
     """A user whose settings name no cache gets blobs from DTR itself, never a redirect."""
-    requires("test_client_trusts_the_server[client->DTR]")
     if not target.other_user:
         pytest.skip("no --other-user: name a DTR user without a content cache")
     repo = f"{target.other_user}/dtr-cache-check"
@@ -144,8 +175,9 @@ def test_user_without_a_cache_gets_no_redirect(target, push_image, evidence, wri
                   "no redirect")
 
 
+@pytest.mark.writes
 def test_blob_of_another_repository_gets_no_redirect(target, steps, cycle, push_image,
-                                                    evidence, writes):
+                                                    evidence):
     """A blob that exists only in a repository the test user cannot read is not redirected to
     the cache when asked for through the user's own repository (DTR answers 404 BLOB_UNKNOWN
     or refuses), and the cache never serves its bytes: the cache stores blobs by digest for
@@ -185,6 +217,7 @@ def test_blob_of_another_repository_gets_no_redirect(target, steps, cycle, push_
                   + f"; its owner gets {own.status_code}; no redirect")
 
 
+@pytest.mark.static
 def test_no_private_key_in_the_deployment_directory(target, evidence):
     """As the seed's last step asks, no private key is left in the deployment directory."""
     if target.deploy_dir is None:
@@ -209,9 +242,9 @@ def test_no_secret_in_the_reported_evidence(request, target, evidence):
         kept = item.stash.get(EVIDENCE_KEY, None)
         if kept is not None:
             texts += kept.summary + [body for _title, body in kept.sections]
-    leaks = [found for text in texts for found in redaction.CURRENT.leaks(text)]
+    leaks = [found for text in texts for found in redaction.current().leaks(text)]
     if leaks:
         fail(SECURITY, f"{len(leaks)} secret(s) reached the report's evidence "
              f"({', '.join(sorted(set(leaks)))})", "this is a harness defect: report it")
-    evidence.note(f"{len(texts)} evidence texts scanned for {len(redaction.CURRENT.values)} "
+    evidence.note(f"{len(texts)} evidence texts scanned for {len(redaction.current().values)} "
                   "secret values, JWTs and private keys: none found")

@@ -8,9 +8,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dtr_cache_check.harness.diagnosis import CONTAINERD, fail, requires
-from dtr_cache_check.probes import containerdclient, ha
-from dtr_cache_check.probes.pullcycle import require_layers_served
+from dtr_cache_check.probes import containerdclient
+from dtr_cache_check.steps import ha
+from dtr_cache_check.steps.findings import CONTAINERD, fail
+from dtr_cache_check.steps.pullcycle import require_layers_served
+
+pytestmark = [pytest.mark.family("containerd client"), pytest.mark.hop(CONTAINERD)]
 
 # Why each kind of failure happens, and what to change, by hop.
 _FIXES = {
@@ -39,11 +42,12 @@ _DEFAULT_FIX = {
 }
 
 
-def test_containerd_pull_is_served_by_the_cache(target, steps, push_image, evidence, writes):
+@pytest.mark.writes
+@pytest.mark.requires("test_4_cache_serves_each_blob_without_authorization",
+                       "test_2_manifest_comes_from_dtr")
+def test_containerd_pull_is_served_by_the_cache(target, steps, push_image, evidence):
     """``ctr images pull`` from DTR, with DTR's and the cache's CAs in DTR's hosts.toml,
     succeeds in a fresh namespace, and the cache's logs show it served those very layers."""
-    requires("test_4_cache_serves_each_blob_without_authorization",
-             "test_2_manifest_comes_from_dtr")
     address, why_not = containerdclient.containerd_address()
     if address is None:
         pytest.skip(f"{why_not}: the containerd client check needs ctr and a containerd")

@@ -16,13 +16,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from dtr_cache_check.harness.diagnosis import CHAIN, fail, requires
-from dtr_cache_check.harness.target import normalize_url
 from dtr_cache_check.probes import logevidence
-from dtr_cache_check.probes.chain import DTR, HOPS_TRUST, LOOP, Walk, judge_hops_trust, walk
 from dtr_cache_check.probes.deployed_files import downstream_options
 from dtr_cache_check.probes.logs import LogLine, LogSource, LogSourceError
-from dtr_cache_check.probes.pullcycle import judge_cache_answer, transport_failure
+from dtr_cache_check.steps.chain import DTR, HOPS_TRUST, LOOP, Walk, judge_hops_trust, walk
+from dtr_cache_check.steps.findings import CACHE_CHAIN, fail, requires
+from dtr_cache_check.steps.pullcycle import judge_cache_answer, transport_failure
+from dtr_cache_check.steps.target import normalize_url
+
+pytestmark = [pytest.mark.family("cache chain"), pytest.mark.hop(CACHE_CHAIN),
+              pytest.mark.shape("chain")]
 
 NOT_A_CHAIN = ("not a chain: the cache's upstream is DTR itself (for a chain, give the leaf "
                "cache with --chain-deploy-dirs naming the caches behind it, next hop first)")
@@ -57,14 +60,14 @@ def _complete(found: Walk) -> None:
         pytest.skip(f"the chain could not be followed to DTR: {found.why}")
 
 
+@pytest.mark.requires("test_upstream_is_not_the_cache_itself")  # a self-chain: static
 def test_chain_does_not_loop(chain, evidence):
     """Following the upstreams from the leaf never comes back to a cache already seen (a loop
     never reaches DTR: every miss goes round until it times out)."""
-    requires("test_upstream_is_not_the_cache_itself")  # a cache chained to itself: static rule
     _is_a_chain(chain)
     if chain.end == LOOP:
         last = chain.hops[-1]
-        fail(CHAIN, f"the chain loops: {chain.why} (the upstream of {last.url} is a cache "
+        fail(CACHE_CHAIN, f"the chain loops: {chain.why} (the upstream of {last.url} is a cache "
              "already in the chain, so a miss never reaches DTR)",
              f"point the upstreams of {last.url} at DTR or at a cache nearer DTR, never back "
              "down the chain")
@@ -82,17 +85,17 @@ def test_chain_is_at_most_two_deep(chain, evidence):
     _complete(chain)
     depth = len(chain.hops)
     if depth > MAX_DEPTH:
-        fail(CHAIN, f"{depth} caches are chained ({chain.path()}): the guides advise against "
+        fail(CACHE_CHAIN, f"{depth} caches are chained ({chain.path()}): the guides advise against "
              f"chains deeper than two levels",
              f"point the leaf at a cache one hop from DTR (the upstream of "
              f"{chain.hops[MAX_DEPTH - 1].url} should be DTR itself)")
     evidence.note(f"{depth} caches deep: {chain.path()}")
 
 
+@pytest.mark.requires("test_cache_is_registered_in_dtr")  # the leaf's own, and the listing
 def test_chain_every_cache_is_registered(chain, cache_listing, evidence):
     """Every cache of the chain (the leaf and each behind it) is registered in DTR, by its URL:
     the guides ask it of every cache in a chain."""
-    requires("test_cache_is_registered_in_dtr")  # the leaf's own registration, and the listing
     _complete(chain)
     registered = {normalize_url(str(c["host"])): c for c in cache_listing if c.get("host")}
     evidence.text("GET /api/v0/content_caches", "\n".join(
@@ -101,8 +104,8 @@ def test_chain_every_cache_is_registered(chain, cache_listing, evidence):
         found = next((registered[u] for u in sorted(hop.aliases) if u in registered), None)
         if found is None:
             name = hop.name or "region-x"
-            fail(CHAIN, f"the cache {hop.url} of the chain ({chain.path()}) is not registered "
-                 f"in DTR (registered: {', '.join(sorted(registered)) or 'none'})",
+            fail(CACHE_CHAIN, f"the cache {hop.url} of the chain ({chain.path()}) is not "
+                 f"registered in DTR (registered: {', '.join(sorted(registered)) or 'none'})",
                  f'register it as an admin, as the guides ask of every cache in a chain: POST '
                  f'/api/v0/content_caches {{"name": "{name}", "host": "{hop.url}"}}')
         evidence.note(f"{hop.url}: registered as {found.get('name')!r}")
@@ -134,13 +137,14 @@ def _read(source: LogSource, since: datetime, digests: list[str], *,
         time.sleep(0.3)
 
 
+@pytest.mark.writes
+@pytest.mark.requires("test_5_first_request_misses_and_second_hits",  # the leaf keeps copies
+                       "test_chain_hop_trusts_its_next_hop")
 def test_chain_first_pull_misses_on_every_cache_and_second_hits_the_leaf(
-        target, chain, push_image, evidence, writes):
+        target, chain, push_image, evidence):
     """A fresh image pulled twice through DTR as the test user: the first pull misses on the
     leaf and on every cache behind it (each fetched once from its upstream), the second is a
     hit on the leaf, and no cache behind it sees the blob again."""
-    requires("test_5_first_request_misses_and_second_hits",  # the leaf keeps its copies
-             "test_chain_hop_trusts_its_next_hop")
     _complete(chain)
     behind = chain.hops[1:]
     if not behind:
@@ -160,18 +164,18 @@ def test_chain_first_pull_misses_on_every_cache_and_second_hits_the_leaf(
                 try:
                     redirect = client.get_blob(target.test_repo, digest)
                     if redirect.status_code != 307:
-                        fail(CHAIN, f"the {attempt} blob GET at DTR answered "
+                        fail(CACHE_CHAIN, f"the {attempt} blob GET at DTR answered "
                              f"{redirect.status_code}, not a 307 to the leaf",
                              "see the pull cycle's checks (test_06_pull_cycle)")
                     judge_cache_answer(target, digest, client.follow(redirect), began)
                 except httpx.TransportError as exc:
-                    transport_failure(CHAIN, target.cache_url or target.dtr_url, exc)
+                    transport_failure(CACHE_CHAIN, target.cache_url or target.dtr_url, exc)
         evidence.transcript(client.transcript)
     try:
         leaf = _read(target.cache_logs, began, digests, want_hits=True)
         others = [(h, _read(h.peer.logs, began, digests, want_hits=False)) for h in behind]
     except LogSourceError as exc:
-        fail(CHAIN, f"a cache's logs cannot be read: {exc}",
+        fail(CACHE_CHAIN, f"a cache's logs cannot be read: {exc}",
              "point --cache-logs and --chain-logs at where each cache logs")
     for digest in digests:
         seen = logevidence.for_blob(leaf, digest)
@@ -179,7 +183,7 @@ def test_chain_first_pull_misses_on_every_cache_and_second_hits_the_leaf(
             pytest.skip(f"the leaf's logs ({target.cache_logs}) label no hit or miss for "
                         f"{digest[:19]}: this check needs caches that log blob.hit/blob.miss")
         if not seen.misses or not seen.hits or seen.hits[0].number < seen.misses[0].number:
-            fail(CHAIN, f"the leaf {chain.hops[0].url} logged "
+            fail(CACHE_CHAIN, f"the leaf {chain.hops[0].url} logged "
                  f"{[line.get('event') for line in seen.served]} for {digest[:19]}, not a "
                  "miss then a hit", "the leaf is not keeping its copies: check its storage "
                  "and blobttl")
@@ -190,13 +194,14 @@ def test_chain_first_pull_misses_on_every_cache_and_second_hits_the_leaf(
             if not at.kind:
                 _missed_hop(chain, hop, digest, lines)
             if at.kind == "events" and (len(at.served) != 1 or not at.misses):
-                fail(CHAIN, f"the cache {hop.url} logged {[x.get('event') for x in at.served]} "
-                     f"for {digest[:19]} across two pulls: expected one miss (the second pull "
-                     "is the leaf's hit and must not reach it)",
+                fail(CACHE_CHAIN, f"the cache {hop.url} logged "
+                     f"{[x.get('event') for x in at.served]} for {digest[:19]} across two "
+                     "pulls: expected one miss (the second pull is the leaf's hit and must "
+                     "not reach it)",
                      "the leaf is not keeping its copies, or something else pulls through "
                      f"{hop.url}: check the leaf's storage and blobttl")
             if at.kind == "access" and len(at.served) != 1:
-                fail(CHAIN, f"the cache {hop.url} answered {len(at.served)} requests for "
+                fail(CACHE_CHAIN, f"the cache {hop.url} answered {len(at.served)} requests for "
                      f"{digest[:19]} across two pulls, not one", "the leaf is not keeping "
                      "its copies: check its storage and blobttl")
             evidence.log_excerpt(f"{hop.url} ({hop.peer.logs})", lines,
@@ -216,12 +221,12 @@ def _missed_hop(chain: Walk, hop, digest: str, lines: list[LogLine]) -> None:
         "upstreams") or [] if isinstance(u, str)] if ahead.files else []
     others = [u for u in listed if normalize_url(u) not in hop.aliases]
     if others:
-        fail(CHAIN, f"the cache {hop.url} logged no request for {digest[:19]}, which "
+        fail(CACHE_CHAIN, f"the cache {hop.url} logged no request for {digest[:19]}, which "
              f"{ahead.url} missed: {ahead.url} also lists {', '.join(others)} as upstreams "
              "(used round-robin), so its misses skip the chain",
              f"list only the next hop in the upstreams of {ahead.url} (each cache of a chain "
              f"lists only its next hop): remove {', '.join(others)}")
-    fail(CHAIN, f"the cache {hop.url} logged no request for {digest[:19]}, which {ahead.url} "
+    fail(CACHE_CHAIN, f"the cache {hop.url} logged no request for {digest[:19]}, which {ahead.url} "
          f"missed ({len(lines)} lines read): these are not its logs, or {ahead.url} did not "
          "fetch through it", f"point --chain-logs at the logs of {hop.url}, and the upstreams "
          f"of {ahead.url} at {hop.url} only")
@@ -239,7 +244,7 @@ def _dtr_saw_one_fetch(target, began: datetime, digests: list[str], evidence) ->
     for digest in digests:
         fetches = logevidence.upstream_fetches(lines, digest)
         if len(fetches) > 1:
-            fail(CHAIN, f"DTR's logs show {len(fetches)} fetches of {digest[:19]} across two "
+            fail(CACHE_CHAIN, f"DTR's logs show {len(fetches)} fetches of {digest[:19]} across two "
                  "pulls through the chain, not one", "the chain is not keeping its copies: "
                  "check each cache's storage and blobttl")
         if fetches:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from dtr_cache_check.harness.diagnosis import CLIENT_CACHE, CONFIG, fail, requires
-from dtr_cache_check.harness.redaction import redact
-from dtr_cache_check.probes import ha, replicas
-from dtr_cache_check.probes.pullcycle import FIRST_PULL, SECOND_PULL, TRUSTS_CACHE
+from dtr_cache_check.probes.redaction import redact
 from dtr_cache_check.probes.registry import verify_digest
+from dtr_cache_check.steps import ha, replicas
+from dtr_cache_check.steps.findings import CLIENT_CACHE, CONFIG, PULL, fail, requires
+from dtr_cache_check.steps.pullcycle import FIRST_PULL, SECOND_PULL, TRUSTS_CACHE
+
+pytestmark = [pytest.mark.family("HA"), pytest.mark.hop(CLIENT_CACHE), pytest.mark.shape("ha")]
 
 SERVER_ANSWERS = ha.SERVER_ANSWERS
 ANSWERS = ha.ANSWERS
@@ -20,7 +22,7 @@ ANSWERS = ha.ANSWERS
 
 def _known(target):
     found, how = replicas.known(target)
-    if not found:
+    if not found:  # the plugin tells a single cache (not applicable) before the check runs
         pytest.skip(f"{how} (one replica is no HA to check)")
     return found, how
 
@@ -57,9 +59,10 @@ def test_every_replica_presents_a_valid_chain_for_the_registered_name(target, st
         raise
 
 
+@pytest.mark.hop(PULL)
+@pytest.mark.writes
 def test_blob_fetched_through_one_replica_is_a_hit_on_every_other(target, steps, cycle,
-                                                                   push_image, evidence,
-                                                                   writes):
+                                                                   push_image, evidence):
     """A fresh blob fetched through DTR's signed redirect from one replica is then a hit, with
     the same digest, on every other replica: they share one storage."""
     _known(target)
@@ -71,6 +74,7 @@ def test_blob_fetched_through_one_replica_is_a_hit_on_every_other(target, steps,
         raise
 
 
+@pytest.mark.hop(CONFIG)
 def test_replicas_share_the_http_secret(target, evidence):
     """Every replica's effective http.secret (REGISTRY_HTTP_SECRET over config.yml) is the
     same, compared by SHA-256 fingerprint: the secret itself is never shown."""
@@ -99,14 +103,16 @@ def test_replicas_share_the_http_secret(target, evidence):
     evidence.note(f"{len(found)} replicas share one http.secret")
 
 
-def test_balancer_keeps_the_certificate_and_the_query(target, steps, cycle, evidence, writes):
+@pytest.mark.writes
+def test_balancer_keeps_the_certificate_and_the_query(target, steps, cycle, evidence):
     """Through the registered URL, the certificate is one of the replicas' own, a signed
     redirect is served (200, right digest) and the same URL without its query is refused."""
     ha.require_every_replica_answers(target)
     requires(SERVER_ANSWERS)
     evidence.note(ha.balancer_certificate(target, steps))
     redirects = cycle.redirected()
-    requires(TRUSTS_CACHE, FIRST_PULL, ha.CHAIN)  # through the balancer: any replica answers
+    # through the balancer any replica answers
+    requires(TRUSTS_CACHE, FIRST_PULL, ha.REPLICA_CHAINS)
     digest, redirect = next(iter(redirects.items()))
     url = redirect.request.url.join(redirect.headers["location"])
     with httpx.Client(verify=target.trust("cache"), timeout=60) as http:

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 WIDTH, HEIGHT = 1280, 900
 SHOTS = REPO_ROOT / "reports" / "screenshots"
 DOCS = REPO_ROOT / "docs"
-# Verdict colours (fixtures.harness.report._COLOURS): what the verdict's border is drawn in.
+# Verdict colours (harness.report._COLOURS): what the verdict's border is drawn in.
 GREEN, RED = (0x1A, 0x7F, 0x37), (0xCF, 0x22, 0x2E)
 KINDS = {
     # kind: (broken, expected word, exit code, the verdict's colour, docs name)

@@ -1,4 +1,4 @@
-"""The fault matrix: every misconfiguration in fixtures.faults.catalog is applied to a running
+"""The fault matrix: every misconfiguration in testkit.faults.catalog is applied to a running
 reference deployment, ``pytest checks/`` is pointed at it as at a real DTR, and:
 
 - the expected check fails, its first line naming the hop, the cause (words of the cause
@@ -6,7 +6,7 @@ reference deployment, ``pytest checks/`` is pointed at it as at a real DTR, and:
 - every check id of checks/ is the expected check of at least one fault;
 - every other failing check says "consequence of <check>", never a second diagnosis.
 
-The run also regenerates docs/troubleshooting.md (see fixtures.faults.doc): the committed page
+The run also regenerates docs/troubleshooting.md (see testkit.faults.doc): the committed page
 must equal what the matrix produced, so it cannot drift from what users really see.
 """
 

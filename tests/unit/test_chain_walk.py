@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dtr_cache_check.harness.target import PeerCache, Target
-from dtr_cache_check.probes.chain import DTR, LOOP, UNKNOWN, UNREADABLE, walk
 from dtr_cache_check.reference.seed_templates import cache_config, write_yaml
+from dtr_cache_check.steps.chain import DTR, LOOP, UNKNOWN, UNREADABLE, walk
+from dtr_cache_check.steps.target import PeerCache, Target
 
 DTR_URL = "https://dtr.example.invalid:4443"
 LEAF = "https://leaf.example.invalid:443"

@@ -11,7 +11,7 @@ from rulekit import LABELLED, OPTS, config, fails, files, service, stack
 from dtr_cache_check.probes import configrules as cr
 from dtr_cache_check.probes import stackrules as sr
 from dtr_cache_check.probes.deployed_files import CacheFiles, downstream_options
-from dtr_cache_check.probes.findings import NOT_CHECKED, WARNING, Finding
+from dtr_cache_check.probes.findings import NOT_APPLICABLE, NOT_CHECKED, WARNING, Finding
 from dtr_cache_check.reference.seed_templates import cache_config, write_yaml
 
 
@@ -64,11 +64,11 @@ def test_blobttl_with_delete_enabled_as_a_string_fails():
     fails(cr.rule_blobttl_needs_delete(files(cfg)), "storage.delete.enabled", "true")
 
 
-def test_no_blobttl_needs_no_delete_and_never_expires():
+def test_no_blobttl_makes_the_ttl_rules_not_applicable_never_passed():
     f = files(config(blobttl=None, delete_enabled=False))
-    assert cr.rule_blobttl_needs_delete(f).ok
-    unit = cr.rule_blobttl_has_unit(f)
-    assert unit.ok and "never expire" in unit.cause
+    for finding in (cr.rule_blobttl_needs_delete(f), cr.rule_blobttl_has_unit(f)):
+        assert not finding.ok and finding.severity == NOT_APPLICABLE
+        assert "never expire" in finding.cause
 
 
 def test_a_registry_env_override_counts_and_is_named():
@@ -130,7 +130,13 @@ def test_legacy_upstreams_form_is_understood():
 def test_missing_upstreams_or_middleware_fails():
     cfg = config()
     del cfg["middleware"]
+    found = fails(cr.rule_upstreams_https(files(cfg)), "config.yml: middleware.registry",
+                  "downstream middleware")
+    assert "not a content cache" in found.cause
+    cfg = config()
+    del downstream_options(cfg)["upstreams"]
     fails(cr.rule_upstreams_https(files(cfg)), f"{OPTS}.upstreams", "https://<dtr-host>")
+    del cfg["middleware"]
     assert downstream_options(cfg) is None
     assert downstream_options(config())["blobttl"] == "24h"
 

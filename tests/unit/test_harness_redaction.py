@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dtr_cache_check.harness.redaction import MASK, Redactor
+from dtr_cache_check.probes.redaction import MASK, Redactor
 
 ORDINARY = ("[client->DTR] cannot connect to https://dtr.example:443: connection refused. "
             "Fix: check the address. test_expired_copy_is_fetched_again; the password field; "

@@ -1,4 +1,4 @@
-"""fixtures.oci: synthesized images are self-consistent, unique, reproducible and loadable."""
+"""probes.oci: synthesized images are self-consistent, unique, reproducible and loadable."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""fixtures.pki: chains verify where they should and every broken variant fails as expected."""
+"""dtr_cache_check.pki: chains verify where they should and every broken variant fails as
+expected."""
 
 from __future__ import annotations
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import socket
 
-from dtr_cache_check.harness.target import PeerCache, Target, from_mapping
-from dtr_cache_check.probes import replicas
+from dtr_cache_check.harness.target_build import from_mapping
 from dtr_cache_check.probes.logs import LogSource
+from dtr_cache_check.steps import replicas
+from dtr_cache_check.steps.target import PeerCache, Target
 
 
 def _target(**kwargs) -> Target:

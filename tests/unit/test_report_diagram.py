@@ -5,7 +5,6 @@ family, and the report is one self-contained file wherever it is written."""
 
 from __future__ import annotations
 
-import ast
 import os
 import re
 import subprocess
@@ -16,8 +15,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from dtr_cache_check.harness import diagram, hopgroups, redaction, report, report_assets
-from dtr_cache_check.harness.diagnosis import (
+from dtr_cache_check.harness import diagram, hopgroups, report, report_assets
+from dtr_cache_check.harness.hopgroups import (
+    FAILED,
+    NOT_APPLICABLE,
+    NOT_RUN,
+    PASSED,
+    SKIPPED,
+    STYLE,
+)
+from dtr_cache_check.harness.verdict import Result, compute
+from dtr_cache_check.probes import redaction
+from dtr_cache_check.steps.findings import (
     CACHE_DTR,
     CLIENT_CACHE,
     CLIENT_DTR,
@@ -28,94 +37,34 @@ from dtr_cache_check.harness.diagnosis import (
     SECURITY,
     STACK,
     TTL,
+    Finding,
     consequence,
-    first_line,
 )
-from dtr_cache_check.harness.hopgroups import FAILED, NOT_RUN, PASSED, SKIPPED, STYLE
-from dtr_cache_check.harness.verdict import Result, compute
 from dtr_cache_check.testkit.local import REPO_ROOT
+from tests.unit.checkfacts import declared, essential, res
 
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def checks_in_files() -> list[tuple[str, str, list[str]]]:
-    """(file, check name, its hop parameters or []) for every check function in checks/."""
-    found = []
-    for path in sorted((REPO_ROOT / "checks").glob("test_*.py")):
-        tree = ast.parse(path.read_text())
-        constants = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-                     for t in node.targets if isinstance(t, ast.Name)}
-        for node in tree.body:
-            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("test_")):
-                continue
-            params: list[str] = []
-            for deco in node.decorator_list:
-                if isinstance(deco, ast.Call) and ast.unparse(deco.func).endswith("parametrize"):
-                    values = deco.args[1]
-                    if isinstance(values, ast.Name):
-                        values = constants[values.id]
-                    params += [ast.unparse(v) for v in values.elts]
-            found.append((path.name, node.name, params))
-    return found
+def test_every_check_declares_a_hop_or_family_the_report_draws():
+    facts = declared()
+    assert len(facts) >= 40
+    unknown = [f"{f.name} -> {f.hop}" for f in facts.values()
+               if f.hop not in hopgroups.HOPS + hopgroups.FAMILIES]
+    assert not unknown, unknown
+    assert facts["test_client_trusts_the_server[client->cache]"].hop == CLIENT_CACHE
+    assert facts["test_dtr_trusts_the_cache"].hop == DTR_CACHE
+    assert facts["test_restart_policy"].hop == STACK
 
 
-HOP_CONSTANTS = {"CLIENT_DTR": CLIENT_DTR, "CLIENT_CACHE": CLIENT_CACHE,
-                 "CACHE_DTR": CACHE_DTR, "DTR_CACHE": DTR_CACHE}
-
-
-def test_every_check_in_checks_maps_to_a_hop_or_family():
-    found = checks_in_files()
-    assert len(found) >= 40
-    unmapped = []
-    for file, name, params in found:
-        if params:
-            for param in params:
-                hop = HOP_CONSTANTS.get(param, param.strip("'\""))
-                group = hopgroups.static_group(f"{name}[{hop}]", f"checks/{file}::{name}[{hop}]")
-                if group != hop or hop not in hopgroups.HOPS:
-                    unmapped.append(f"{name}[{hop}] -> {group}")
-        else:
-            group = hopgroups.static_group(name, f"checks/{file}::{name}")
-            if group not in hopgroups.HOPS + hopgroups.FAMILIES:
-                unmapped.append(f"{name} -> {group}")
-        if name not in hopgroups.CHECKS:
-            unmapped.append(f"{name} ({file}) is not in hopgroups.CHECKS")
-    assert not unmapped, unmapped
-
-
-def test_the_mapping_names_no_check_that_does_not_exist():
-    names = {name for _file, name, _params in checks_in_files()}
-    assert set(hopgroups.CHECKS) - names == set()
-    assert set(hopgroups.MODULES) == {f for f, _n, _p in checks_in_files()}
-
-
-def test_the_static_mapping_follows_the_checks_files():
-    assert hopgroups.static_group("test_cache_trusts_dtr") == CACHE_DTR
-    assert hopgroups.static_group("test_cache_reaches_dtr") == CACHE_DTR
-    assert hopgroups.static_group("test_dtr_trusts_the_cache") == DTR_CACHE
-    assert hopgroups.static_group("test_client_trusts_the_server[client->cache]") == CLIENT_CACHE
-    assert hopgroups.static_group("test_restart_policy") == STACK
-    assert hopgroups.static_group("test_blobttl_has_a_unit") == CONFIG
-    assert hopgroups.static_group("test_expired_copy_is_fetched_again") == TTL
-    # A check added later falls back to its file's family, then to "other".
-    assert hopgroups.static_group("test_new", "checks/test_05_registration.py::test_new") \
-        == REGISTRATION
-    assert hopgroups.static_group("test_new[client->cache-2]") == "client->cache-2"
-    assert hopgroups.static_group("test_new") == hopgroups.OTHER
-
-
-def res(name: str, outcome: str = PASSED, text: str = "", file: str = "x") -> Result:
-    return Result.make(f"checks/test_{file}.py::{name}", name, outcome, text, "evidence")
-
-
-def diag(hop: str, cause: str, fix: str = "do this") -> str:
-    return first_line(hop, cause, fix) + "\ndetails"
+def diag(hop: str, cause: str, fix: str = "do this") -> Finding:
+    return Finding(hop, cause, fix, "details")
 
 
 def test_a_failed_diagnosis_lands_on_its_hop_a_consequence_on_its_own_family():
     tampered = res("test_tampered_token_gets_nothing", FAILED,
                    diag(CLIENT_CACHE, "the cache served the blob to a tampered token"))
-    root_line = first_line(CACHE_DTR, "the cache does not trust DTR", "add DTR's CA to cas")
+    root_line = Finding(CACHE_DTR, "the cache does not trust DTR", "add DTR's CA to cas")
     follow = res("test_2_manifest_comes_from_dtr", FAILED,
                  consequence("test_cache_trusts_dtr", root_line))
     assert follow.hop == CACHE_DTR and follow.root == "test_cache_trusts_dtr"
@@ -152,7 +101,7 @@ def test_each_group_takes_its_worst_outcome_failed_skipped_passed_not_run():
 
 
 def test_labels_name_the_first_failure_short_and_prefer_a_diagnosis():
-    root_line = first_line(CACHE_DTR, "the cache does not trust DTR", "add DTR's CA to cas")
+    root_line = Finding(CACHE_DTR, "the cache does not trust DTR", "add DTR's CA to cas")
     results = [
         res("test_1_push_a_fresh_image_to_dtr"),
         res("test_2_manifest_comes_from_dtr", FAILED,
@@ -211,7 +160,7 @@ def test_several_caches_give_every_node_its_hops():
 
 
 def failing_run() -> list[Result]:
-    root_line = first_line(CACHE_DTR, "the cache does not trust DTR", "add DTR's CA to cas")
+    root_line = Finding(CACHE_DTR, "the cache does not trust DTR", "add DTR's CA to cas")
     return [
         res("test_client_trusts_the_server[client->DTR]", file="03_tls_client"),
         res("test_cache_trusts_dtr", FAILED, diag(CACHE_DTR, "the cache does not trust DTR",
@@ -226,7 +175,7 @@ def failing_run() -> list[Result]:
 
 def test_the_verdict_shows_root_causes_only_with_consequences_folded_and_links():
     results = failing_run()
-    verdict = compute(results)
+    verdict = compute(results, essential())
     page = report.verdict_html(verdict, results)
     assert 'id="dtr-verdict"' in page and "NOT READY" in page
     roots = re.findall(r'<li class="dtr-root">(.*?)</li>(?=<li class="dtr-root">|</ol>)', page)
@@ -247,29 +196,31 @@ def test_the_verdict_shows_root_causes_only_with_consequences_folded_and_links()
 
 def test_not_proven_lists_what_did_not_pass_and_files_valid_says_so():
     results = [res("test_blobttl_has_a_unit")]
-    page = report.verdict_html(compute(results), results)
+    page = report.verdict_html(compute(results, essential()), results)
     assert "NOT PROVEN" in page and '<ul class="dtr-unproven">' in page
-    assert "FILES VALID" in report.verdict_html(compute(results, files_only=True), results)
+    files_only = compute(results, essential(), files_only=True)
+    assert "FILES VALID" in report.verdict_html(files_only, results)
 
 
 def test_the_top_block_carries_styles_script_verdict_and_diagram():
     results = failing_run()
-    page = report.top_html(compute(results), results)
+    page = report.top_html(compute(results, essential()), results)
     assert page.index('id="dtr-verdict"') < page.index('<svg id="dtr-diagram"')
     assert 'data-sort="hop"' in page and "<script>" in page and "<style>" in page
     assert 'src="' not in page and "<link" not in page  # nothing external
 
 
 def test_secrets_in_a_failure_never_reach_the_top_block():
-    redaction.CURRENT = redaction.Redactor()
-    redaction.CURRENT.add_secret("s3cr3t-Passw0rd-long", "test password")
+    redactor = redaction.Redactor()
+    redactor.add_secret("s3cr3t-Passw0rd-long", "test password")
+    token = redaction.use(redactor)
     try:
         results = [res("test_cache_is_registered_in_dtr", FAILED,
                        diag(REGISTRATION, "login with s3cr3t-Passw0rd-long was refused"))]
-        page = report.top_html(compute(results), results)
+        page = report.top_html(compute(results, essential()), results)
         assert "s3cr3t-Passw0rd-long" not in page and "REDACTED" in page
     finally:
-        redaction.CURRENT = redaction.Redactor()
+        redaction.restore(token)
 
 
 def test_the_inline_assets_pass_the_redactor_unchanged():
@@ -287,9 +238,10 @@ def test_the_hop_column_sorts_by_hop_then_family_then_run_order():
                      "docker-stack.yml", "pull through the cache"]
     assert all("\n" not in c for c in cells)
     assert sum('data-group="pull-through-the-cache"' in c for c in cells) == 1
-    # A row without a recorded result (a teardown error) still finds its group by name.
+    # A row without a recorded result (a teardown error) still lands on its declared hop.
     assert 'data-group="cache-dtr"' in report.hop_cell(
-        "checks/test_04_tls_between.py::test_cache_reaches_dtr", None, 1)
+        "checks/test_04_tls_between.py::test_cache_reaches_dtr", None, 1,
+        declared()["test_cache_reaches_dtr"].hop)
 
 
 def test_a_checks_run_writes_a_self_contained_report_wherever_it_goes(tmp_path):
@@ -340,8 +292,9 @@ def test_files_only_report_elsewhere_is_one_file_with_the_top_block(tmp_path):
     assert "<link " not in page
 
 
-@pytest.mark.parametrize("outcome", [FAILED, SKIPPED, PASSED, NOT_RUN])
+@pytest.mark.parametrize("outcome", [FAILED, SKIPPED, PASSED, NOT_APPLICABLE, NOT_RUN])
 def test_every_outcome_has_a_colour_a_fill_and_a_glyph(outcome):
     stroke, fill, glyph = STYLE[outcome]
     assert re.fullmatch(r"#[0-9a-f]{6}", stroke) and re.fullmatch(r"#[0-9a-f]{6}", fill)
-    assert glyph and hopgroups.RANK[outcome] == [NOT_RUN, PASSED, SKIPPED, FAILED].index(outcome)
+    assert glyph and hopgroups.RANK[outcome] == [NOT_RUN, NOT_APPLICABLE, PASSED, SKIPPED,
+                                                     FAILED].index(outcome)

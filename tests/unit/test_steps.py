@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from dtr_cache_check.harness import diagnosis
-from dtr_cache_check.harness.evidence import Evidence
-from dtr_cache_check.harness.steps import Steps
+from dtr_cache_check.steps import findings
+from dtr_cache_check.steps.evidence import Evidence
+from dtr_cache_check.steps.memo import Steps
 
 
 def as_check(name: str):
     evidence = Evidence()
-    return evidence, diagnosis.CURRENT.set(evidence), diagnosis.CURRENT_NAME.set(name)
+    return evidence, findings.CURRENT.set(evidence), findings.CURRENT_NAME.set(name)
 
 
 def leave(tokens) -> None:
-    diagnosis.CURRENT.reset(tokens[1])
-    diagnosis.CURRENT_NAME.reset(tokens[2])
+    findings.CURRENT.reset(tokens[1])
+    findings.CURRENT_NAME.reset(tokens[2])
 
 
 def test_a_step_runs_once_and_its_owner_gets_its_evidence():
@@ -25,7 +25,7 @@ def test_a_step_runs_once_and_its_owner_gets_its_evidence():
 
     def push():
         calls.append(1)
-        diagnosis.CURRENT.get().note("pushed sha256:abc")
+        findings.CURRENT.get().note("pushed sha256:abc")
         return "image"
 
     steps = Steps()
@@ -42,7 +42,7 @@ def test_a_step_runs_once_and_its_owner_gets_its_evidence():
 
 def test_a_failed_step_is_a_consequence_for_others_and_a_diagnosis_for_its_owner():
     def push():
-        diagnosis.fail("client->DTR", "DTR refused the push (401)", "give push rights")
+        findings.fail("client->DTR", "DTR refused the push (401)", "give push rights")
 
     steps = Steps()
     other = as_check("test_logs")
@@ -60,18 +60,21 @@ def test_a_failed_step_is_a_consequence_for_others_and_a_diagnosis_for_its_owner
 
 
 def test_a_consequence_inside_a_step_keeps_its_root():
-    diagnosis.OUTCOMES["test_server_answers_tls[client->DTR]"] = "[client->DTR] down. Fix: up."
+    token = findings.LEDGER.set(findings.Ledger())
     try:
+        findings.record("test_server_answers_tls[client->DTR]",
+                        findings.Finding("client->DTR", "down", "up"))
         steps = Steps()
         check = as_check("test_4")
-        with pytest.raises(pytest.fail.Exception) as raised:
-            steps.run("test_1_push", lambda: diagnosis.requires(
+        with pytest.raises(findings.CheckFailed) as raised:
+            steps.run("test_1_push", lambda: findings.requires(
                 "test_server_answers_tls[client->DTR]"))
         leave(check)
+        assert raised.value.finding.root == "test_server_answers_tls[client->DTR]"
         assert str(raised.value.msg) == ("consequence of test_server_answers_tls[client->DTR]: "
                                          "[client->DTR] down. Fix: up.")
     finally:
-        diagnosis.OUTCOMES.clear()
+        findings.LEDGER.reset(token)
 
 
 def test_a_skipped_step_skips_with_its_reason_and_an_error_is_a_failure():
@@ -79,16 +82,8 @@ def test_a_skipped_step_skips_with_its_reason_and_an_error_is_a_failure():
     check = as_check("test_5")
     with pytest.raises(pytest.skip.Exception, match="--no-writes"):
         steps.run("test_1_push", lambda: pytest.skip("--no-writes: needs a push"))
+    with pytest.raises(findings.NotApplicable, match="one replica"):  # its kind is kept
+        steps.run("test_ha", lambda: findings.not_applicable("one replica known"))
     with pytest.raises(pytest.fail.Exception, match="consequence of test_2: ValueError: boom"):
         steps.run("test_2", lambda: (_ for _ in ()).throw(ValueError("boom")))
     leave(check)
-
-
-def test_requires_refuses_a_name_that_is_no_check():
-    diagnosis.KNOWN.update({"test_real"})
-    try:
-        with pytest.raises(LookupError, match="test_misspelt"):
-            diagnosis.requires("test_misspelt")
-        diagnosis.requires("test_real[client->DTR]")  # a parameter of a known check is fine
-    finally:
-        diagnosis.KNOWN.clear()

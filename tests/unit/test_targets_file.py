@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dtr_cache_check.harness import diagnosis, targets
+from dtr_cache_check.harness import targets_file
+from dtr_cache_check.steps import findings
 
 GOOD = {
     "dtr-url": "https://dtr.example.com",
@@ -38,7 +39,7 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write(folder: Path, document: dict) -> Path:
-    path = folder / "targets.yml"
+    path = folder / "targets_file.yml"
     path.write_text(yaml.safe_dump(document))
     return path
 
@@ -59,7 +60,7 @@ DELETE = object()
 
 
 def test_each_cache_becomes_a_target_with_the_shared_options(folder):
-    asia, europe = targets.load(write(folder, GOOD))
+    asia, europe = targets_file.load(write(folder, GOOD))
     assert (asia.cache_name, asia.cache_url, europe.cache_url) == (
         "asia", "https://cache.asia.example.com", "https://cache.eu.example.com:8443")
     assert asia.dtr_url == europe.dtr_url == "https://dtr.example.com"
@@ -77,13 +78,14 @@ def test_each_cache_becomes_a_target_with_the_shared_options(folder):
 
 def test_the_command_line_wins_over_the_file_which_wins_over_the_environment(folder):
     fallback = {"ttl_wait": 60.0, "other_user": "bob", "dtr_admin_user": "env-admin"}
-    asia, _ = targets.load(write(folder, GOOD), overrides={"ttl_wait": 5.0}, fallback=fallback)
+    asia, _ = targets_file.load(write(folder, GOOD), overrides={"ttl_wait": 5.0}, fallback=fallback)
     assert asia.ttl_wait == 5.0 and asia.other_user == "bob" and asia.admin_user == "admin"
 
 
 def test_a_cache_without_a_user_takes_the_shared_user_and_its_password(folder):
     document = changed((None, "dtr-user", "ci"), (1, "user", DELETE), (1, "password-file", DELETE))
-    _, europe = targets.load(write(folder, document), fallback={"dtr_password": "shared-pw-123"})
+    _, europe = targets_file.load(write(folder, document),
+                                  fallback={"dtr_password": "shared-pw-123"})
     assert europe.dtr_user == "ci" and europe.password("ci") == "shared-pw-123"
 
 
@@ -123,7 +125,7 @@ def test_a_mistake_is_a_usage_error_naming_the_file_the_entry_and_the_key(folder
                                                                          words):
     path = write(folder, changed(*edits))
     with pytest.raises(pytest.UsageError) as raised:
-        targets.load(path)
+        targets_file.load(path)
     message = str(raised.value)
     assert message.startswith(f"--targets {path}: ") and where in message, message
     for word in words:
@@ -132,24 +134,24 @@ def test_a_mistake_is_a_usage_error_naming_the_file_the_entry_and_the_key(folder
 
 
 def test_a_file_that_is_no_yaml_mapping_names_the_file(folder):
-    path = folder / "targets.yml"
+    path = folder / "targets_file.yml"
     for text in ("- just\n- a list\n", "caches: [\n"):
         path.write_text(text)
         with pytest.raises(pytest.UsageError, match=f"--targets {path}: the file"):
-            targets.load(path)
+            targets_file.load(path)
 
 
 def test_consequences_stay_within_their_cache():
     """A failure of asia's check is no cause for europe's: outcomes are kept per cache."""
-    diagnosis.OUTCOMES.clear()
+    ledger = findings.LEDGER.set(findings.Ledger())
     try:
-        token = diagnosis.CURRENT_CACHE.set("asia")
-        diagnosis.record("test_cache_trusts_dtr", False, "[cache->DTR] no. Fix: yes.")
+        token = findings.CURRENT_CACHE.set("asia")
+        findings.record("test_cache_trusts_dtr", findings.Finding("cache->DTR", "no", "yes"))
         with pytest.raises(pytest.fail.Exception, match="consequence of test_cache_trusts_dtr"):
-            diagnosis.requires("test_cache_trusts_dtr")
-        diagnosis.CURRENT_CACHE.reset(token)
-        token = diagnosis.CURRENT_CACHE.set("europe")
-        diagnosis.requires("test_cache_trusts_dtr")  # europe's own: not run yet, no consequence
-        diagnosis.CURRENT_CACHE.reset(token)
+            findings.requires("test_cache_trusts_dtr")
+        findings.CURRENT_CACHE.reset(token)
+        token = findings.CURRENT_CACHE.set("europe")
+        findings.requires("test_cache_trusts_dtr")  # europe's own: not run yet, no consequence
+        findings.CURRENT_CACHE.reset(token)
     finally:
-        diagnosis.OUTCOMES.clear()
+        findings.LEDGER.reset(ledger)

@@ -30,6 +30,11 @@ paths.work_dir = lambda: HERE
 """
 
 CHECKS = """
+import pytest
+
+pytestmark = pytest.mark.hop("client->cache")
+
+
 def test_knows_its_cache(target, evidence):
     evidence.summary.append(f"judged {target.cache_name} at {target.cache_url}")
     assert target.cache_url.startswith("https://127.0.0.1:")
@@ -41,6 +46,11 @@ def test_europe_is_down(target):
 
 def test_stands_on_nothing():
     pass
+
+
+@pytest.mark.essential("hit evidence")
+def test_hit_is_not_observable_here(target):
+    pytest.skip("no logs in this fake suite")
 """
 
 TARGETS = """
@@ -90,6 +100,8 @@ def assert_both_caches(suite: Path, done: subprocess.CompletedProcess) -> None:
     results, page, junit = outputs(suite)
     ids = sorted(c["id"].split("::", 1)[1].split("@", 1)[0] for c in results["checks"])
     assert ids == ["test_europe_is_down[asia]", "test_europe_is_down[europe]",
+                   "test_hit_is_not_observable_here[asia]",
+                   "test_hit_is_not_observable_here[europe]",
                    "test_knows_its_cache[asia]", "test_knows_its_cache[europe]",
                    "test_stands_on_nothing"], done.stdout
     names = {(c["cache"], c["name"]): c["outcome"] for c in results["checks"]}
@@ -103,7 +115,7 @@ def assert_both_caches(suite: Path, done: subprocess.CompletedProcess) -> None:
     assert results["verdict"]["caches"] == {"asia": "NOT PROVEN", "europe": "NOT READY"}
     assert [r["cache"] for r in results["verdict"]["roots"]] == ["europe"]
     assert set(results["caches"]) == {"asia", "europe"}
-    assert len(results["caches"]["europe"]["checks"]) == 2
+    assert len(results["caches"]["europe"]["checks"]) == 3
     matrix = page[page.index('id="dtr-matrix"'):]
     # The file's order, whichever worker finished first.
     assert list(results["verdict"]["caches"]) == ["asia", "europe"]

@@ -1,4 +1,4 @@
-"""fixtures.tlsprobe against real TLS servers on 127.0.0.1: every defect is seen, named the
+"""probes.tlsprobe against real TLS servers on 127.0.0.1: every defect is seen, named the
 project's way (``cache_under_test.tls``) and explained; deployed PEM files are inspected."""
 
 from __future__ import annotations

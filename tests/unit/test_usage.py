@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dtr_cache_check.harness import usage
+from dtr_cache_check.harness import facts
 from dtr_cache_check.testkit.local import REPO_ROOT
 
 
@@ -47,21 +47,14 @@ def test_a_plain_http_dtr_url_is_refused():
     assert "give an https://host[:port] URL" in done.stderr
 
 
-def test_every_dependency_in_checks_names_a_check():
-    usage.validate_dependencies()  # raises on any requires() naming no check
-    assert {"test_cache_trusts_dtr", "test_1_push_a_fresh_image_to_dtr"} <= usage.check_names()
+def test_the_real_checks_declare_no_problem():
+    from tests.unit.checkfacts import declared
+
+    assert facts.problems(list(declared().values())) == []
 
 
-def test_a_misspelt_dependency_is_caught(tmp_path, monkeypatch):
-    (tmp_path / "test_x.py").write_text(
-        "from fixtures.harness.diagnosis import requires\n"
-        "ROOT = 'test_real'\n"
-        "def test_real():\n    pass\n"
-        "def test_other():\n    requires(ROOT, 'test_reall', f'test_real[{1}]')\n")
-    monkeypatch.setattr(usage, "CHECKS_DIR", tmp_path)
-    usage._modules.cache_clear()
-    try:
-        with pytest.raises(pytest.UsageError, match=r"test_x.py:6 requires 'test_reall'"):
-            usage.validate_dependencies()
-    finally:
-        usage._modules.cache_clear()
+def test_a_deployment_directory_without_a_config_is_a_usage_error(tmp_path):
+    (tmp_path / "certs").mkdir()
+    done = run_checks("--files-only", "--deploy-dir", str(tmp_path))
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "no config.yml or config.yaml in it" in done.stderr
