@@ -12,7 +12,7 @@ import pytest
 from dtr_cache_check.probes.deployed_files import downstream_options
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
 from dtr_cache_check.steps import ha
-from dtr_cache_check.steps.chain import connect_to_for, is_dtr
+from dtr_cache_check.steps.chain import NotCheckableHere, connect_to_for, is_dtr
 from dtr_cache_check.steps.deployed import deployed_file, load_files
 from dtr_cache_check.steps.findings import (
     CACHE_DTR,
@@ -48,7 +48,10 @@ def upstream(target):
     # A name only the cache's network knows (a service name) is probed at DTR's host, still
     # verifying the certificate for that name; one that resolves here (DTR's other name, or
     # the next cache of a chain) is probed as is.
-    connect_to = connect_to_for(upstreams[0], target.dtr_url)
+    try:
+        connect_to = connect_to_for(upstreams[0], target.cache_host)
+    except NotCheckableHere as exc:
+        pytest.skip(f"not checkable from here: {exc}")
     cas, sources = [], []
     for path in options.get("cas") or []:
         content, where = deployed_file(target, files, str(path))
@@ -60,8 +63,11 @@ def upstream(target):
 def _next_cache(target, configured: str) -> str:
     """" (its upstream X, the next cache of the chain)" when the upstream is not DTR: in a
     chain the leaf's next hop is a cache, and the words must not send the operator to DTR."""
-    if is_dtr(configured, target.dtr_url):
+    verdict = is_dtr(configured, target.dtr_url, target.cache_host)
+    if verdict:
         return ""
+    if verdict is None:
+        return f" (its upstream {configured}: DTR, or the next cache of a chain)"
     return f" (its upstream {configured}, the next cache of the chain)"
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from dtr_cache_check.probes import logevidence
 from dtr_cache_check.probes.logs import LogLine, LogSourceError
+from dtr_cache_check.probes.refusal import refused_handshake
 from dtr_cache_check.steps import ha
 from dtr_cache_check.steps.findings import CACHE_DTR, LOGS, fail
 from dtr_cache_check.steps.pullcycle import cache_lines
@@ -15,6 +16,22 @@ pytestmark = [pytest.mark.family("log evidence"), pytest.mark.hop(LOGS)]
 
 NO_LOGS = ("no --cache-logs: say where the cache logs (docker:CONTAINER, service:NAME, "
            "file:PATH, cmd:COMMAND) to read its evidence")
+
+
+def _this_caches_lines(target, cycle) -> str:
+    """Where the logs show this cache answering this run's requests (its fresh digests);
+    skip when they do not."""
+    lines = cache_lines(target, cycle.started, wait_for=lambda ls: any(
+        logevidence.for_blob(ls, d, target.agent).served for d in cycle.first)) or []
+    for digest in cycle.first:
+        seen = logevidence.for_blob(lines, digest, target.agent)
+        if seen.served:
+            return (f"{digest[7:19]} answered at line {seen.served[0].number} "
+                    f"({seen.kind})")
+    pytest.skip(f"{target.cache_logs} does not show this cache answering this run's requests "
+                f"(none of its fresh digests {', '.join(d[7:19] for d in cycle.first)} is "
+                "answered there to this run's client): not this cache's logs, so no absence "
+                "can be judged in them")
 
 
 def _lines(target, since) -> list[LogLine]:
@@ -50,13 +67,18 @@ def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
     lines = _lines(target, cycle.started)
     marks = []
     for digest in digests:
-        seen = logevidence.for_blob(lines, digest)
+        seen = logevidence.for_blob(lines, digest, target.agent)
+        if not seen.kind and seen.others:
+            fail(LOGS, f"the logs read from {target.cache_logs} answer {digest[:19]} only to "
+                 f"other clients than this run's ({len(seen.others)} line(s), e.g. "
+                 f"{logevidence.describe(seen.others[0])}): they look like another registry's "
+                 "logs (DTR's?), not this cache's", "point --cache-logs at this cache's own "
+                 "logs (e.g. service:dtr-cache_cache)")
         if not seen.kind:
-            fail(LOGS, f"the {len(lines)} lines read from {target.cache_logs} since the pull "
-                 f"show no request for {digest[:19]}, which the cache just served twice: they "
-                 "are not this cache's logs, or its log level hides requests",
-                 "point --cache-logs at this cache's logs (e.g. service:dtr-cache_cache) and "
-                 "keep log.level at info or debug")
+            pytest.skip(f"the {len(lines)} lines read from {target.cache_logs} since the pull "
+                        f"do not show this cache answering this run's requests for "
+                        f"{digest[:19]} (served twice): not this cache's logs, or its log "
+                        "level hides requests (point --cache-logs at its logs, log.level info)")
         if seen.kind == "access":
             if len(seen.served) < 2:
                 fail(LOGS, f"the logs read from {target.cache_logs} show {len(seen.served)} "
@@ -88,10 +110,33 @@ def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
 def test_no_tls_errors_in_the_cache_logs(target, steps, cycle, evidence):
     """While the checks ran, and after the cache fetched from DTR in this run (the pull cycle's
     first pull), the cache logged no TLS failure (towards DTR or from clients)."""
-    if not target.no_writes:
-        cycle.first_pull()  # the cache's TLS towards DTR was exercised in this window
-    lines = _lines(target, target.started)
-    bad = logevidence.tls_failures(lines)
+    if target.no_writes:
+        pytest.skip("--no-writes: without this run's pull there are no fresh digests to tell "
+                    "this cache's lines by (drop --no-writes to run it)")
+    cycle.first_pull()  # the cache's TLS towards DTR was exercised in this window
+    if target.cache_logs is None:
+        pytest.skip(NO_LOGS)
+    # These lines must be this cache's answers to this run (its fresh digests)...
+    mine = _this_caches_lines(target, cycle)
+    # ... and this cache must log a refused handshake at all: a control it must refuse.
+    try:
+        control = refused_handshake(target.cache_url)
+    except OSError as exc:
+        pytest.skip(f"the control handshake could not reach {target.cache_url}: {exc}")
+
+    def logged(lines):
+        return bool(logevidence.refused_handshakes(lines, control.local_port))
+
+    lines = cache_lines(target, target.started, wait_for=logged) or []
+    controls = logevidence.refused_handshakes(lines, control.local_port)
+    if not controls:
+        pytest.skip(f"{target.cache_logs} shows this cache answering this run ({mine}), but "
+                    "not the handshake the checker made it refuse (from port "
+                    f"{control.local_port}): this cache does not log refused handshakes, so "
+                    "'no TLS error' cannot be told from 'not logged'")
+    evidence.note(f"control: the refused handshake from port {control.local_port} is logged "
+                  f"at line {controls[0].number}; {mine}")
+    bad = [line for line in logevidence.tls_failures(lines) if line not in controls]
     if bad:
         evidence.log_excerpt("TLS errors in the cache's logs", lines, [b.number for b in bad])
         # HA: a client refusing one replica's certificate shows here as a handshake failure

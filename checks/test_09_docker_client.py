@@ -69,7 +69,7 @@ def test_docker_pull_is_served_by_the_cache(target, steps, push_image, evidence)
             ha.replicas_first(target, steps)  # HA: it may have met a faulty replica
             _pull_failed(target, ref, out, dtr, cache, entry)
     served = require_layers_served(target, [layer.digest for layer in image.layers], since,
-                                   client="docker pull", hop=DOCKER)
+                                   client="docker pull", hop=DOCKER, agent="docker/")
     evidence.note(f"docker pull ok over verified TLS ({dtr} is not an insecure registry to the "
                   f"daemon); {served}")
 

@@ -77,5 +77,5 @@ def test_containerd_pull_is_served_by_the_cache(target, steps, push_image, evide
              f"{'the cache' if why.hop == 'client->cache' else 'DTR'} ({why.host}): "
              f"{why.kind}", fix.format(**names), details=why.line)
     served = require_layers_served(target, [layer.digest for layer in image.layers], since,
-                                   client="ctr pull", hop=CONTAINERD)
+                                   client="ctr pull", hop=CONTAINERD, agent="containerd/")
     evidence.note(f"ctr pull ok (containerd at {address}); {served}")

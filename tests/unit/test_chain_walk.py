@@ -5,8 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dtr_cache_check.reference.seed_templates import cache_config, write_yaml
-from dtr_cache_check.steps.chain import DTR, LOOP, UNKNOWN, UNREADABLE, walk
+from dtr_cache_check.steps.chain import (
+    DTR,
+    LOOP,
+    UNKNOWN,
+    UNREADABLE,
+    UNRESOLVED,
+    NotCheckableHere,
+    connect_to_for,
+    is_dtr,
+    walk,
+)
 from dtr_cache_check.steps.target import PeerCache, Target
 
 DTR_URL = "https://dtr.example.invalid:4443"
@@ -70,3 +82,20 @@ def test_a_hop_without_a_config_stops_the_walk(tmp_path):
     target.chain = [PeerCache("", deploy_dir=tmp_path / "missing")]
     found = walk(target)
     assert found.end == UNREADABLE and "--chain-deploy-dirs" in found.why
+
+
+def test_an_upstream_name_that_does_not_resolve_here_is_not_taken_for_dtr(tmp_path):
+    """A typo'd upstream, or a regional cache known only inside its network, on DTR's port:
+    neither DTR's address nor "not a chain" may be assumed for it."""
+    other = "https://regional-typo.example.invalid:4443"
+    assert is_dtr(other, DTR_URL) is None
+    found = walk(leaf(tmp_path, other))
+    assert found.end == UNRESOLVED and found.is_chain and "--cache-host" in found.why
+    with pytest.raises(NotCheckableHere, match="--cache-host"):
+        connect_to_for(other)
+
+
+def test_a_name_that_resolves_here_is_probed_as_named():
+    assert connect_to_for("https://localhost:4443") is None
+    assert is_dtr("https://localhost:4443", "https://127.0.0.1:4443") is True
+    assert is_dtr("https://localhost:4443", "https://127.0.0.1:5000") is False
