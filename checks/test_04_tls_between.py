@@ -4,14 +4,16 @@ config.yml gives it), and DTR trusting the cache (the registration probe)."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from dtr_cache_check.probes.deployed_files import downstream_options
+from dtr_cache_check.probes.tlsfailure import classify
 from dtr_cache_check.probes.tlsprobe import MISSING_INTERMEDIATE, explain, probe
-from dtr_cache_check.steps import ha
+from dtr_cache_check.steps import ha, registration
 from dtr_cache_check.steps.chain import NotCheckableHere, connect_to_for, is_dtr
 from dtr_cache_check.steps.deployed import deployed_file, load_files
 from dtr_cache_check.steps.findings import (
@@ -23,7 +25,7 @@ from dtr_cache_check.steps.findings import (
     requires,
 )
 from dtr_cache_formats.registry_api import API_VERSION_HEADER
-from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY, classify
+from dtr_cache_formats.tls_classes import SELF_SIGNED, UNKNOWN_AUTHORITY
 
 pytestmark = [pytest.mark.family("TLS between"), pytest.mark.hop(CACHE_DTR)]
 
@@ -143,17 +145,28 @@ def test_cache_trusts_dtr(target, upstream, evidence):
 @pytest.mark.requires(f"test_client_trusts_the_server[{CLIENT_DTR}]",
                        *(f"{check}[{CLIENT_CACHE}]" for check in CACHE_SIDE))
 def test_dtr_trusts_the_cache(target, steps, evidence):
-    """DTR accepts registering the cache's URL: it reaches the cache and trusts its certificate."""
+    """DTR connects to the cache over TLS and trusts its certificate: a probe registration is
+    accepted, and DTR's side of that connection is observed (DTR's logs, or the cache's answer
+    to DTR in its logs). A registration accepted alone proves no TLS."""
     if not target.cache_url:
         pytest.skip("no --cache-url")
     name = f"dtr-cache-check-probe-{uuid.uuid4().hex[:8]}"
+    since = datetime.now(UTC)
     with target.api() as api:
         answer = api.post("/api/v0/content_caches", json={"name": name, "host": target.cache_url})
         if answer.status_code in (200, 201):
             probe_id = answer.json().get("id")
             if probe_id:
                 api.delete(f"/api/v0/content_caches/{probe_id}")
-            evidence.note(f"DTR accepted {target.cache_url} (probe registration, removed)")
+            seen = registration.dtr_side_of(target, name, since)
+            if seen is None:
+                pytest.skip(f"DTR accepted {target.cache_url} (a probe registration, removed), "
+                            "but nothing shows that it connected to the cache: DTR may not "
+                            "contact a cache at registration at all. Give --dtr-logs (DTR's "
+                            "logs) or --cache-logs (the cache's, showing DTR's request) to "
+                            "observe the DTR->cache hop")
+            evidence.note(f"DTR accepted {target.cache_url} (probe registration, removed); "
+                          f"{seen}")
             return
     if answer.status_code in (401, 403):
         pytest.skip(f"registering needs a DTR admin ({answer.status_code}): give "

@@ -62,7 +62,10 @@ def test_containerd_pull_is_served_by_the_cache(target, steps, push_image, evide
         registries[cache] = target.cache_ca.read_bytes() if target.cache_ca else b""
     ref = f"{dtr}/{target.test_repo}:containerd-pull"
     since = datetime.now(UTC)
-    with containerdclient.session(address, registries) as ctr:
+    hosts_dir = target.containerd_hosts_dir  # the nodes' own hosts directory, when given
+    evidence.note(f"hosts directory: {hosts_dir} (the operator's, as on the nodes)" if hosts_dir
+                  else "hosts directory written from --dtr-ca and --cache-ca")
+    with containerdclient.session(address, registries, hosts_dir) as ctr:
         status, out = ctr.pull(ref, target.dtr_user, target.password(target.dtr_user) or "")
     evidence.text("ctr images pull", out)
     if ctr.left_behind:  # worth knowing, not a finding about the deployment

@@ -16,8 +16,10 @@ class DurationError(ValueError):
 def parse_duration(value: object) -> tuple[float, bool]:
     """Return ``(seconds, had_unit)``.
 
-    A bare integer (or a string of digits) is read as nanoseconds, as Go's time.Duration does;
-    ``had_unit`` is False then so that the caller can warn loudly.
+    A bare integer (a YAML number) is read as nanoseconds, as Go's time.Duration does;
+    ``had_unit`` is False then so that the caller can warn loudly. A string is what Go's
+    time.ParseDuration reads: a unit is required (``"86400"`` is refused: "missing unit"),
+    except for ``"0"``.
     """
     if isinstance(value, bool):
         raise DurationError(f"{value!r} is not a duration")
@@ -28,8 +30,11 @@ def parse_duration(value: object) -> tuple[float, bool]:
     if not isinstance(value, str):
         raise DurationError(f"{value!r} is not a duration")
     text = value.strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text) * 1e-9, False
+    if re.fullmatch(r"[+-]?0+", text):
+        return 0.0, False
+    if re.fullmatch(r"[+-]?\d+(\.\d*)?", text):
+        raise DurationError(f"{value!r} is not a duration: missing unit (Go's "
+                            "time.ParseDuration refuses it; write e.g. '24h')")
     sign = -1.0 if text.startswith("-") else 1.0
     body = text.lstrip("+-")
     if not body:

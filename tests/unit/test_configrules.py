@@ -82,11 +82,18 @@ def test_a_registry_env_override_counts_and_is_named():
     assert cr.rule_secret_not_placeholder(files(config(), stk)).ok
 
 
-@pytest.mark.parametrize("value", [86400, "86400"])
-def test_blobttl_without_unit_is_nanoseconds(value):
-    f = fails(cr.rule_blobttl_has_unit(files(config(blobttl=value))), f"{OPTS}.blobttl",
+def test_blobttl_without_unit_is_nanoseconds():
+    f = fails(cr.rule_blobttl_has_unit(files(config(blobttl=86400))), f"{OPTS}.blobttl",
               '"24h"')
     assert "nanoseconds" in f.cause and "86.4 µs" in f.cause
+
+
+def test_a_quoted_number_is_no_duration_as_go_reads_it():
+    """Go's time.ParseDuration("86400") fails with "missing unit in duration": a quoted
+    number is an error of config.yml, not nanoseconds."""
+    f = fails(cr.rule_blobttl_has_unit(files(config(blobttl="86400"))), f"{OPTS}.blobttl",
+              '"24h"')
+    assert "missing unit" in f.cause
 
 
 def test_blobttl_sexagesimal_yaml_quirk_says_to_quote():

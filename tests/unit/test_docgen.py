@@ -26,3 +26,16 @@ def test_readme_is_short_and_links_only_inside_the_repository():
     text = (REPO_ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 150
     assert "../" not in text
+
+
+def test_readme_counts_the_faults_by_what_they_are():
+    from collections import Counter
+
+    from dtr_cache_check.testkit.faults.catalog import FAULTS
+    from dtr_cache_check.testkit.faults.fault import KINDS
+
+    text = " ".join((REPO_ROOT / "README.md").read_text().split())
+    counts = Counter(f.kind for f in FAULTS)
+    assert f"{len(FAULTS)} faults" in text
+    for kind in KINDS:
+        assert f"{counts[kind]} {kind}" in text, (kind, counts[kind])
