@@ -6,7 +6,6 @@ INCONCLUSIVE with the ratio per image shape and the break-even size. Advisory un
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 
@@ -104,8 +103,7 @@ def test_pulls_through_the_cache_are_faster(request, speed, evidence):
     """Warm pulls through the cache beat pulls straight from DTR for the image shapes
     measured (ranges apart, by at least the threshold); overlapping spreads prove nothing."""
     evidence.note(speed.summary())
-    evidence.text("speed result (results.json)", json.dumps(speed.as_dict(), indent=1))
-    request.node.user_properties.append(("speed", speed.as_dict()))
+    evidence.data["speed"] = speed.as_dict()  # the verdict block, results.json, the chart
     expect = _option(request.config, "expect_speedup")
     outcome = speed_outcome(speed, float(expect) if expect else None)
     if outcome.outcome == FAILED:
@@ -136,8 +134,7 @@ def test_rollout_rehearsal(request, target, publish, evidence):
         # DTR's 200s to anyone but this run's own clients (theirs are 307s anyway).
         done.fetches = fetches_per_blob(records, [b.digest for b in image.blobs],
                                         lambda agent: target.agent not in agent)
-    evidence.text("rehearsal (results.json)", json.dumps(done.as_dict(), indent=1))
-    request.node.user_properties.append(("rehearsal", done.as_dict()))
+    evidence.data["rehearsal"] = done.as_dict()
     if done.fetches is None:
         evidence.note(f"{clients} clients had the image after {done.last_done:.2f} s; fetches "
                       "per blob not observed (no --dtr-logs)")
