@@ -1,9 +1,10 @@
 """A DTR and its cache on loopback for the speed family, with distance: distribution behind
-the DTR stand-in, the reference cache, and a WAN made of a delay line plus a rate-limited proxy
-in front of DTR (and, for an equal-distance control, in front of the cache too).
+the DTR stand-in, the reference cache, and the project's WAN relay (reference.wanrelay) in
+front of DTR (and, for an equal-distance control, in front of the cache too).
 
-``python -m benchmarks.speed_loopback [--cache-far]`` keeps one running and prints the options
-that point ``pytest checks/`` at it (passwords as environment variables).
+``python -m benchmarks.speed_loopback [--cache-far] [--wan PROFILE] [--standin-faults ...]``
+keeps one running and prints the options that point ``pytest checks/`` at it (passwords as
+environment variables).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from pathlib import Path
 import httpx
 import yaml
 
-from benchmarks.delayline import DelayLine
 from dtr_cache_check.pki import CertificateAuthority, trust_context
 from dtr_cache_check.probes.oci import Image
 from dtr_cache_check.probes.registry import RegistryClient
 from dtr_cache_check.probes.speed_pull import PullAs, push_concurrently
 from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
 from dtr_cache_check.reference.dtr.app import FAULTS_ENV
+from dtr_cache_check.reference.wan import Profile, profile
 from dtr_cache_check.testkit.local import (
     REPO_ROOT,
     SOURCE_ROOT,
@@ -42,24 +43,19 @@ from dtr_cache_check.testkit.local import (
 )
 from dtr_cache_check.testkit.netproxy import TcpProxy
 
-ONE_WAY_S = 0.02          # 40 ms round trip to a far server
-FAR_RATE = 4_000_000      # bytes/s from a far server: 32 Mbit/s
+# The tests' far link: 40 ms round trip, 32 Mbit/s (4 MB/s) each way, no loss: far enough that
+# a warm cache wins clearly on a few MiB, near enough that a measurement takes seconds.
+TEST_WAN = Profile("test-far", rtt_ms=40, rate_mbit=32)
+ONE_WAY_S, FAR_RATE = TEST_WAN.one_way, TEST_WAN.rate_bytes
 
 
-class Far:
-    """``127.0.0.1:<port>`` reaching ``port`` through a delay line and a rate-limited proxy:
-    a server across a WAN (TLS passes through untouched)."""
-
-    def __init__(self, port: int, one_way: float = ONE_WAY_S, rate: float = FAR_RATE):
-        self.line = DelayLine("127.0.0.1", port, one_way)
-        self.line.start()
-        self.rate = TcpProxy("127.0.0.1", self.line.port, rate=rate)
-        self.rate.start()
-        self.url = f"https://127.0.0.1:{self.rate.port}"
-
-    def stop(self) -> None:
-        self.rate.stop()
-        self.line.stop()
+def far(port: int, wan: Profile) -> TcpProxy:
+    """``127.0.0.1:<port'>`` reaching ``port`` across ``wan``, shaped as the reference
+    deployment's WAN relay shapes it (the same relay; TLS passes through untouched)."""
+    relay = TcpProxy("127.0.0.1", port, one_way=wan.one_way, connect_delay=2 * wan.one_way,
+                     rate=wan.rate_bytes, rate_up=wan.rate_bytes, loss=wan.loss)
+    relay.start()
+    return relay
 
 
 @dataclass
@@ -93,11 +89,12 @@ class Deployment:
 
 
 @contextlib.contextmanager
-def deployment(workdir: Path, *, cache_far: bool = False, one_way: float = ONE_WAY_S,
-               rate: float = FAR_RATE, standin_faults: str = "") -> Iterator[Deployment]:
-    """DTR across a WAN from the client and the cache; the cache near the client unless
-    ``cache_far``; the stand-in with its TEST-ONLY ``standin_faults`` switched on (see
-    reference.dtr.app.STANDIN_FAULTS). Everything started is stopped on exit."""
+def deployment(workdir: Path, *, cache_far: bool = False, wan: Profile = TEST_WAN,
+               standin_faults: str = "") -> Iterator[Deployment]:
+    """DTR across ``wan`` from the client and the cache; the cache near the client unless
+    ``cache_far`` (then across an equal WAN); the stand-in with its TEST-ONLY
+    ``standin_faults`` switched on (see reference.dtr.app.STANDIN_FAULTS). Everything started
+    is stopped on exit."""
     root = CertificateAuthority.create()
     inter = root.intermediate()
     ca_file = root.write_cert(workdir / "ca.pem")
@@ -111,7 +108,7 @@ def deployment(workdir: Path, *, cache_far: bool = False, one_way: float = ONE_W
         stops.append(dtr.stop)
         wait_ready(registry, False)
         wait_ready(dtr, verify)
-        far_dtr = Far(dtr.port, one_way, rate)
+        far_dtr = far(dtr.port, wan)
         stops.append(far_dtr.stop)
         dtr = _behind(dtr, far_dtr.url, verify, standin_faults)
         stops.append(dtr.stop)
@@ -127,7 +124,7 @@ def deployment(workdir: Path, *, cache_far: bool = False, one_way: float = ONE_W
         wait_ready(cache, verify)
         cache_url = cache.url
         if cache_far:
-            far_cache = Far(cache.port, one_way, rate)
+            far_cache = far(cache.port, wan)
             stops.append(far_cache.stop)
             cache_url = far_cache.url
         built = Deployment(far_dtr.url, cache_url, dtr, cache, ca_file, verify, stops)
@@ -167,6 +164,8 @@ def _register(built: Deployment) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-far", action="store_true", help="the cache as far as DTR")
+    parser.add_argument("--wan", default=None, help="a WAN profile of reference.wan (default: "
+                        "40 ms, 32 Mbit/s)")
     parser.add_argument("--standin-faults", default="", help="the stand-in's TEST-ONLY faults, "
                         "comma-separated (reference.dtr.app.STANDIN_FAULTS)")
     args = parser.parse_args()
@@ -175,6 +174,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="speed-loopback-"))
     try:
         with deployment(workdir, cache_far=args.cache_far,
+                        wan=profile(args.wan) if args.wan else TEST_WAN,
                         standin_faults=args.standin_faults) as built:
             print(f"export DTR_CHECK_DTR_PASSWORD={built.password('alice')} "
                   f"DTR_CHECK_DTR_ADMIN_PASSWORD={built.password('admin')} "

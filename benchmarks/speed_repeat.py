@@ -16,12 +16,14 @@ import signal
 import statistics
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks.speed_loopback import FAR_RATE, ONE_WAY_S, deployment
+from benchmarks.speed_loopback import TEST_WAN, deployment
 from dtr_cache_check.harness.speedchart import speed_chart_svg
 from dtr_cache_check.probes.speed import parse_shapes
 from dtr_cache_check.probes.speed_pull import measure
+from dtr_cache_check.reference.wan import profile
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports" / "bench"
 
@@ -33,13 +35,16 @@ def main() -> None:
     parser.add_argument("--images", default="1x4MiB,8x256KiB,20x16KiB")
     parser.add_argument("--cache-far", action="store_true",
                         help="the cache as far as DTR (the control: never FASTER)")
+    parser.add_argument("--wan", default=None, help="a WAN profile of reference.wan (default: "
+                        "40 ms, 32 Mbit/s)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     shapes = parse_shapes(args.images)
     workdir = Path(tempfile.mkdtemp(prefix="speed-repeat-"))
     runs = []
     try:
-        with deployment(workdir, cache_far=args.cache_far) as built:
+        wan = profile(args.wan) if args.wan else TEST_WAN
+        with deployment(workdir, cache_far=args.cache_far, wan=wan) as built:
             direct, cache = built.sides()
             for n in range(args.runs):
                 began = time.monotonic()
@@ -51,7 +56,7 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     REPORTS.mkdir(parents=True, exist_ok=True)
-    setup = {"one_way_s": ONE_WAY_S, "rate_bytes_s": FAR_RATE, "cache_far": args.cache_far,
+    setup = {"wan": asdict(wan), "cache_far": args.cache_far,
              "rounds": args.rounds, "images": args.images}
     (REPORTS / "speed-repeat.json").write_text(json.dumps({"setup": setup, "runs": runs},
                                                           indent=1))
