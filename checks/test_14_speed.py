@@ -6,12 +6,12 @@ INCONCLUSIVE with the ratio per image shape and the break-even size. Advisory un
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 
 import httpx
 import pytest
 
+from dtr_cache_check.harness import options
 from dtr_cache_check.probes import logevidence
 from dtr_cache_check.probes.oci import Image, synthesize
 from dtr_cache_check.probes.registry import RegistryError
@@ -37,16 +37,6 @@ from dtr_cache_check.steps.findings import CACHE_DTR, SPEED, fail, unobserved
 pytestmark = [pytest.mark.family("speed"), pytest.mark.hop(SPEED), pytest.mark.writes,
               pytest.mark.requires("test_3_blobs_redirect_to_the_registered_cache")]
 SPEED_TAG = "speed"
-
-
-def _option(config: pytest.Config, dest: str, default=None):
-    """An option not (yet) registered by the plugin: the command line if it knows it, else
-    DTR_CHECK_<DEST>, else ``default``."""
-    with contextlib.suppress(ValueError, AttributeError):
-        value = config.getoption(dest)
-        if value is not None:
-            return value
-    return os.environ.get(f"DTR_CHECK_{dest.upper()}", default)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +78,9 @@ def speed(request, target, publish):
     """The A/B measurement, once for the module's checks."""
     direct, cache = _sides(target)
     try:
-        shapes = parse_shapes(str(_option(request.config, "speed_images", DEFAULT_SHAPES)))
-        rounds = int(_option(request.config, "speed_runs", DEFAULT_ROUNDS))
+        shapes = parse_shapes(str(options.value(request.config, "speed_images")
+                                  or DEFAULT_SHAPES))
+        rounds = int(options.value(request.config, "speed_runs") or DEFAULT_ROUNDS)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     try:
@@ -99,12 +90,13 @@ def speed(request, target, publish):
              "see the cause; the pull cycle checks say more")
 
 
+@pytest.mark.essential("speedup", when="expect_speedup")
 def test_pulls_through_the_cache_are_faster(request, speed, evidence):
     """Warm pulls through the cache beat pulls straight from DTR for the image shapes
     measured (ranges apart, by at least the threshold); overlapping spreads prove nothing."""
     evidence.note(speed.summary())
     evidence.data["speed"] = speed.as_dict()  # the verdict block, results.json, the chart
-    expect = _option(request.config, "expect_speedup")
+    expect = options.value(request.config, "expect_speedup")
     outcome = speed_outcome(speed, float(expect) if expect else None)
     if outcome.outcome == FAILED:
         fail(outcome.hop, outcome.cause, outcome.fix)
@@ -115,7 +107,7 @@ def test_pulls_through_the_cache_are_faster(request, speed, evidence):
 def test_rollout_rehearsal(request, target, publish, evidence):
     """K clients pulling one fresh image at once through the cache all get it, and DTR saw
     one fetch per blob (the cache's single flight), when --dtr-logs shows its side."""
-    clients = int(_option(request.config, "rehearse", 0) or 0)
+    clients = int(options.value(request.config, "rehearse") or 0)
     if clients < 2:
         unobserved("rehearsal not asked for: give --rehearse K (K >= 2 clients)")
     image = synthesize(layers=4, layer_size=4 * 1024 * 1024)
