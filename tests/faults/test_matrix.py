@@ -36,7 +36,8 @@ def diagnoses() -> dict[str, Outcome]:
 
 # One bench at a time: the faults of a topology run together (a stable sort keeps the
 # catalog's order within each).
-ORDERED = sorted(FAULTS, key=lambda f: (TOPOLOGIES.index(f.topology), f.wan is not None))
+ORDERED = sorted(FAULTS, key=lambda f: (TOPOLOGIES.index(f.topology), f.wan is not None,
+                                        f.last_on_its_bench))
 
 
 @pytest.mark.parametrize("fault", ORDERED, ids=lambda f: f.name)
