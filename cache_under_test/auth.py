@@ -4,11 +4,9 @@ With a token (DTR's redirect), the cache verifies it against the upstream's publ
 never waits on DTR for a hit. Without one (a plain pull-through mirror), the client's
 ``Authorization`` goes to the upstream and the cache serves only what the upstream allowed.
 
-A token holder never joins a token-less fill that may still end in a refusal meant for that
-fill's client alone (401/403/404 upstream): ``verify`` waits until the upstream answered it 200,
-or until the refusal is let go (see ``upstream.UpstreamPool.wait_for_refusals``), so the holder
-then joins a good fill or starts its own with its token. The pool also verifies here the token
-of a redirect that DTR sends back to this cache (``verify_token``).
+Whose answer a client may share is the fill's business (``fill.Fill.credentials``). The pool
+also verifies here the token of a redirect that DTR sends back to this cache
+(``verify_token``).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import time
 
 from .blobtoken import JWKS_PATH, BlobGrant, KeySet, TokenError, UnknownKey
 from .events import emit
-from .upstream import SIGNED_TOKEN, AllUpstreamsFailed, UpstreamPool
+from .upstream import AllUpstreamsFailed, UpstreamPool
 
 # After a successful fetch an unknown key id refetches at most this often (a flood of forged
 # kids must not become a flood of upstream requests); after a failed one, sooner, so a cache
@@ -71,13 +69,6 @@ class Authorizer:
             self._next_fetch = time.monotonic() + KEY_REFRESH_AFTER_SUCCESS
             emit("keys.fetched", upstream=answer.upstream, key_ids=sorted(self.keys.keys))
             return True
-
-    async def verify(self, token: str, repository: str, digest: str) -> BlobGrant:
-        """Verify a signed blob token (``verify_token``), then wait until no token-less fill
-        of ``digest`` may still end in a refusal that is not this holder's to share."""
-        grant = await self.verify_token(token, repository, digest)
-        await self.pool.wait_for_refusals(digest, SIGNED_TOKEN)
-        return grant
 
     async def verify_token(self, token: str, repository: str, digest: str) -> BlobGrant:
         """Verify a signed blob token; an unknown key id triggers one refetch of the keys."""

@@ -56,12 +56,14 @@ class BlobHandler:
         upstream_path = f"/v2/{name}/blobs/{digest}"
         headers: dict[str, str] = {}
         user = None
+        credentials = "anonymous"  # whose upstream answer this client may share (fill.py)
         if token and "skip-token-check" in self.faults and self.store.lookup(digest):
             user = "UNVERIFIED (test fault skip-token-check)"
             upstream_path += f"?{TOKEN_PARAM}={quote(token, safe='')}"
+            credentials = "unverified token"
         elif token:
             try:
-                grant = await self.auth.verify(token, name, str(digest))
+                grant = await self.auth.verify_token(token, name, str(digest))
             except TokenError as exc:
                 denied(exc, repo=name, digest=str(digest), client=client_address(request),
                        status=exc.status)
@@ -69,8 +71,10 @@ class BlobHandler:
                 return oci_error(exc.status, exc.code, str(exc))
             user = grant.user
             upstream_path += f"?{TOKEN_PARAM}={quote(token, safe='')}"
+            credentials = f"token {grant.token_id}"
         elif "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
+            credentials = f"authorization {headers['Authorization']}"
 
         stored = self._fresh_copy(digest, name)
         if stored is not None and "corrupt-bytes" in self.faults:
@@ -87,17 +91,18 @@ class BlobHandler:
             return await self._serve_hit(request, stored, name, user, began)
         if request.method == "HEAD":
             return await self._relay_head(request, upstream_path, headers, digest)
-        fill = self.fills.get(digest)
-        if fill is not None and not token:
+        fill = await self.fills.joinable(digest, credentials)
+        if fill is not None and not token and fill.credentials != credentials:
+            # Another client's fill: the upstream must allow this client the blob too.
             refusal = await self._ask_upstream(upstream_path, headers, name, digest, request)
             if refusal is not None:
                 return refusal
-            fill = self.fills.get(digest)
+            fill = await self.fills.joinable(digest, credentials)
         joined = fill is not None
         if fill is None:
             try:
                 fill = self.fills.begin(digest, name, lambda: self.pool.request(
-                    "GET", upstream_path, headers))
+                    "GET", upstream_path, headers), credentials)
             except StorageFailed as exc:  # logged as storage.error; /health reports it
                 return oci_error(503, "UNAVAILABLE", "the cache's storage cannot take the blob",
                                  str(exc))

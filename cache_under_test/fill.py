@@ -78,8 +78,11 @@ class Fill:
     """One in-flight upstream fetch of ``digest`` into ``upload``."""
 
     def __init__(self, store: BlobStore, digest: Digest, repo: str, metrics=None,
-                 keep: bool = True):
+                 keep: bool = True, credentials: str = ""):
         self.store = store
+        # Who asked the upstream: its answer is theirs until it is a 200 (see ``joinable``).
+        self.credentials = credentials
+        self.answered = False  # the upstream answered 200: anyone allowed the blob may join
         self.digest = digest
         self.repo = repo
         self.metrics = metrics
@@ -123,6 +126,7 @@ class Fill:
                                       await response.content.read(MAX_ERROR_BODY))
             length = response.headers.get("Content-Length")
             self.size = int(length) if length and length.isdigit() else None
+            self.answered = True
             if not self.started.done():
                 self.started.set_result(response)
             await self._download(response)
@@ -259,12 +263,27 @@ class FillRegistry:
     def get(self, digest: Digest) -> Fill | None:
         return self._fills.get(str(digest))
 
+    async def joinable(self, digest: Digest, credentials: str) -> Fill | None:
+        """The fill of ``digest`` a client with ``credentials`` may join, or None (start one).
+
+        A fill started with other credentials is joined only once the upstream answered it
+        200: until then its answer may be a refusal meant for its own client alone (401, 403,
+        404), so this waits for that answer; a refused fill leaves the table as it fails."""
+        while True:
+            fill = self._fills.get(str(digest))
+            if fill is None or fill.answered or fill.credentials == credentials:
+                return fill
+            if fill.started.done():  # refused or failed, and on its way out
+                return None
+            with contextlib.suppress(Exception):
+                await asyncio.shield(fill.started)
+
     def begin(self, digest: Digest, repo: str,
-              fetch: Callable[[], Awaitable[UpstreamResponse]]) -> Fill:
-        """Start fetching ``digest``; the caller is the first of its readers. Raises
-        ``StorageFailed`` when the storage cannot even take the temp file."""
+              fetch: Callable[[], Awaitable[UpstreamResponse]], credentials: str = "") -> Fill:
+        """Start fetching ``digest`` with ``credentials``; the caller is the first of its
+        readers. Raises ``StorageFailed`` when the storage cannot even take the temp file."""
         try:
-            fill = Fill(self.store, digest, repo, self.metrics, self.keep)
+            fill = Fill(self.store, digest, repo, self.metrics, self.keep, credentials)
         except OSError as exc:  # no room even for the empty temp file (space, inodes, quota)
             failure = StorageFailed("create", exc)
             storage_failed(self.store, failure, digest, repo, self.store.uploads, self.metrics)

@@ -21,12 +21,6 @@ cache) are followed by hand, hop by hop:
 Transfers are bounded: ``fetch_timeout`` (the whole request, headers and body) and ``min_rate``
 (bytes/s, checked over every ``RATE_WINDOW`` seconds of the body). A transfer that falls behind
 is broken off with ``UpstreamTooSlow`` and logged as ``upstream.error`` kind ``too slow``.
-
-A blob GET sent without a signed token (a pull-through request, anonymous or with the client's
-``Authorization``) may be refused for that client alone (401, 403, or 404 for a repository the
-client cannot see). Its answer must not be shared with a client that authorized otherwise;
-``wait_for_refusals`` lets such a client wait until no such request may still end refused (its
-answer is 200, or the refused answer was released, and with it the fill that carried it).
 """
 
 from __future__ import annotations
@@ -57,8 +51,6 @@ RELAYED_HEADERS = ("Content-Type", "Content-Length", "Docker-Content-Digest", "E
                    "WWW-Authenticate", "Link", "Docker-Distribution-API-Version")
 _BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[a-z0-9]+(?:[+._-][a-z0-9]+)*"
                         r":[a-zA-Z0-9=_-]+)$")
-# Stands for "a signed token" in wait_for_refusals: never equal to any Authorization value.
-SIGNED_TOKEN = object()
 
 TokenVerifier = Callable[[str, str, str], Awaitable[object]]
 
@@ -106,16 +98,6 @@ class UpstreamResponse:
             callback()
 
 
-@dataclass
-class _Pending:
-    """A token-less blob GET whose answer may be a refusal for its sender alone."""
-
-    authorization: str | None
-    status: int | None = None
-    answered: asyncio.Event = field(default_factory=asyncio.Event)
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class UpstreamPool:
     """Round-robin over ``urls`` with one shared HTTP client.
 
@@ -140,7 +122,6 @@ class UpstreamPool:
         self.fetch_timeout = fetch_timeout
         # Set by auth.Authorizer: verifies a blob token (token, repository, digest) or raises.
         self.token_verifier: TokenVerifier | None = None
-        self._pending: dict[str, list[_Pending]] = {}
         self._watches: set[asyncio.Task] = set()
 
     async def start(self) -> None:
@@ -169,29 +150,7 @@ class UpstreamPool:
         Redirects are followed as the module docstring says.
         """
         assert self._session is not None, "start() first"
-        headers = dict(headers or {})
-        blob = _blob_digest(path_qs)
-        pending = None
-        if blob is not None and method == "GET" and not _has_token(path_qs):
-            pending = _Pending(headers.get("Authorization"))
-            self._pending.setdefault(blob, []).append(pending)
-        try:
-            answer = await self._request(method, path_qs, headers, registry_api)
-        except BaseException:
-            if pending is not None:
-                self._settle(blob, pending, None)
-            raise
-        if pending is not None:
-            self._settle(blob, pending, answer)
-        if (method == "HEAD" and blob is not None and answer.response.status == 200
-                and not _has_token(path_qs)):
-            # Authorized with these credentials: not to be handed another client's refusal.
-            try:
-                await self.wait_for_refusals(blob, headers.get("Authorization"))
-            except BaseException:
-                answer.release()
-                raise
-        return answer
+        return await self._request(method, path_qs, dict(headers or {}), registry_api)
 
     async def _request(self, method: str, path_qs: str, headers: dict,
                        registry_api: bool) -> UpstreamResponse:
@@ -281,48 +240,6 @@ class UpstreamPool:
              digest=match["digest"], action="fetching from the upstream with its token")
         return f"{upstream}{parts.path}?{parts.query}"
 
-    # -- refusals that must not be shared ------------------------------------------------
-
-    def _settle(self, digest: str, pending: _Pending, answer: UpstreamResponse | None) -> None:
-        """Record the answer to a token-less blob GET: a 200 is shareable with anyone
-        authorized for the blob; a refusal stays on record until its answer is released."""
-        pending.status = answer.response.status if answer is not None else None
-        pending.answered.set()
-        if answer is None or pending.status == 200:
-            pending.released.set()
-            self._forget(digest, pending)
-            return
-
-        def released() -> None:
-            pending.released.set()
-            self._forget(digest, pending)
-
-        answer.on_release.append(released)
-
-    def _forget(self, digest: str, pending: _Pending) -> None:
-        entries = self._pending.get(digest, [])
-        if pending in entries:
-            entries.remove(pending)
-        if not entries:
-            self._pending.pop(digest, None)
-
-    async def wait_for_refusals(self, digest: str, authorization: object = SIGNED_TOKEN) -> None:
-        """Wait until no token-less GET of ``digest`` sent with other credentials than
-        ``authorization`` (``SIGNED_TOKEN``: a signed token's holder) may still end refused:
-        until each has answered 200, or its refusal (and the fill it failed) is let go."""
-        while True:
-            for pending in list(self._pending.get(str(digest), ())):
-                if pending.authorization == authorization:
-                    continue  # same credentials: the same answer is right
-                if not pending.answered.is_set():
-                    await pending.answered.wait()
-                    break
-                if pending.status != 200 and not pending.released.is_set():
-                    await pending.released.wait()
-                    break
-            else:
-                return
-
     # -- slow transfers ------------------------------------------------------------------
 
     def _watch(self, answer: UpstreamResponse, method: str, path_qs: str,
@@ -381,15 +298,6 @@ class _Unusable(Exception):
         super().__init__(kind)
         self.kind = kind
         self.detail = detail
-
-
-def _blob_digest(path_qs: str) -> str | None:
-    match = _BLOB_PATH.match(urlsplit(path_qs).path)
-    return match["digest"] if match else None
-
-
-def _has_token(path_qs: str) -> bool:
-    return TOKEN_PARAM in parse_qs(urlsplit(path_qs).query)
 
 
 def _without_authorization(headers: dict) -> dict:
