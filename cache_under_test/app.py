@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import time
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -34,10 +35,12 @@ from .names import InvalidDigest, InvalidName, parse_name, parse_reference
 from .storage import BlobStore
 from .tls import client_context
 from .upstream import AllUpstreamsFailed, UpstreamPool, relay_headers
+from .verified import VerifiedBlobs
 
 # Request headers a manifest or tag request carries on to the upstream.
 FORWARDED_HEADERS = ("Authorization", "Accept", "If-None-Match")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+FILL_SHUTDOWN_GRACE = 3.0  # seconds running fills get at shutdown before they are cancelled
 HEALTH_FETCHER_TIMEOUT = 5.0  # seconds a server process waits for the fetcher's /health
 
 
@@ -46,18 +49,23 @@ class Cache:
 
     ``fetcher``: in a server process (see ``processes``), the fetcher's Unix socket: blob
     misses are forwarded there, and storage upkeep (crash leftovers, the TTL sweep) is its job.
+    ``private``: with several processes, the run's private directory (what the run verified
+    of the stored blobs is shared there: see ``verified``).
     """
 
-    def __init__(self, config: CacheConfig, fetcher: str | None = None):
+    def __init__(self, config: CacheConfig, fetcher: str | None = None,
+                 private: Path | None = None):
         self.config = config
         self.fetcher_socket = fetcher  # /health asks the fetcher how its writes went
         self.metrics = Metrics()
         self.forwarder = MissForwarder(fetcher, self.metrics) if fetcher else None
         ttl = None if "ignore-ttl" in config.test_faults else config.blobttl
-        self.store = BlobStore(config.root, ttl)
+        self.store = BlobStore(config.root, ttl,
+                               VerifiedBlobs(private / "verified" if private else None))
         self.pool = UpstreamPool(config.upstreams, client_context(config.cas), self.metrics,
                                  own_urls=config.own_urls, min_rate=config.minrate,
-                                 fetch_timeout=config.fetchtimeout)
+                                 fetch_timeout=config.fetchtimeout,
+                                 max_fills=config.limits.max_fills)
         self.fills = FillRegistry(self.store, self.metrics,
                                   keep="never-store" not in config.test_faults)
         self.auth = Authorizer(self.pool, "ignore-expiry" in config.test_faults)
@@ -83,6 +91,9 @@ class Cache:
             app.router.add_get("/health", self.health_status)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
         app.on_startup.append(self._start)
+        # Fills end first at shutdown (after a grace): their clients then get their answer
+        # (a broken transfer or an error) instead of waiting on a hung upstream until killed.
+        app.on_shutdown.append(self._end_fills)
         app.on_cleanup.append(self._stop)
         return app
 
@@ -110,6 +121,9 @@ class Cache:
         await self.auth.refresh_keys()
         if self.store.ttl and self.forwarder is None:
             self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def _end_fills(self, app: web.Application) -> None:
+        await self.fills.drain(grace=FILL_SHUTDOWN_GRACE)
 
     async def _stop(self, app: web.Application) -> None:
         if self._sweeper:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from urllib.parse import quote
@@ -17,12 +18,15 @@ from .errors import API_VERSION, API_VERSION_HEADER, break_off, oci_error
 from .events import emit
 from .fill import FillFailed, FillRegistry, StorageFailed, UpstreamRefused, stream_growing
 from .forward import MissForwarder, client_address
+from .limits import RETRY_AFTER
 from .metrics import Metrics
 from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
 from .ranges import blob_response
-from .storage import BlobStore, StoredBlob
-from .upstream import AllUpstreamsFailed, UpstreamPool, relay_headers
+from .storage import BlobStore
+from .upstream import AllUpstreamsFailed, UpstreamPool, UpstreamsBusy, relay_headers
+from .verified import Rehasher
 
+LIMIT_LOG_INTERVAL = 10.0  # seconds between fills.limit lines while at the bound
 _REFUSAL_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "BLOB_UNKNOWN"}
 
 
@@ -39,6 +43,8 @@ class BlobHandler:
         self.fills = fills
         self.auth = auth
         self.metrics = metrics
+        self.rehasher = Rehasher()
+        self._busy_logged = -LIMIT_LOG_INTERVAL
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         began = time.monotonic()
@@ -49,9 +55,22 @@ class BlobHandler:
             return oci_error(400, "NAME_INVALID", str(exc))
         except InvalidDigest as exc:
             return oci_error(400, "DIGEST_INVALID", str(exc))
-        if self.forwarder is not None and self._fresh_copy(digest, name) is None:
-            return await self.forwarder.forward(request, began)  # the fetcher authorizes it
+        hit = None
+        if self.forwarder is not None:  # a server process: a copy verified in this run, or
+            hit = self._open_fresh(digest, name)  # the fetcher's business (it authorizes too)
+            if hit is not None and not self.store.verified.check(digest, hit.st):
+                hit.close()
+                hit = None
+            if hit is None:
+                return await self.forwarder.forward(request, began)
+        try:
+            return await self._handle(request, name, digest, hit, began)
+        finally:
+            if hit is not None:
+                hit.close()
 
+    async def _handle(self, request: web.Request, name: str, digest: Digest, hit: _Hit | None,
+                      began: float) -> web.StreamResponse:
         token = request.query.get(TOKEN_PARAM)
         upstream_path = f"/v2/{name}/blobs/{digest}"
         headers: dict[str, str] = {}
@@ -76,19 +95,20 @@ class BlobHandler:
             headers["Authorization"] = request.headers["Authorization"]
             credentials = f"authorization {headers['Authorization']}"
 
-        stored = self._fresh_copy(digest, name)
-        if stored is not None and "corrupt-bytes" in self.faults:
-            body = bytearray(stored.path.read_bytes())
-            if body:
-                body[-1] ^= 0xFF
-            return web.Response(body=bytes(body), headers={"X-Cache": "HIT",
-                                "Docker-Content-Digest": str(digest)})
-        if stored is not None:
+        if hit is None:
+            hit = await self._verified_copy(digest, name)
+        if hit is not None:
+            if "corrupt-bytes" in self.faults:
+                body = bytearray(os.pread(hit.fd, hit.st.st_size, 0))
+                if body:
+                    body[-1] ^= 0xFF
+                return web.Response(body=bytes(body), headers={"X-Cache": "HIT",
+                                    "Docker-Content-Digest": str(digest)})
             if not token:
                 refusal = await self._ask_upstream(upstream_path, headers, name, digest, request)
                 if refusal is not None:
                     return refusal
-            return await self._serve_hit(request, stored, name, user, began)
+            return await self._serve_hit(request, hit, name, user, began)
         if request.method == "HEAD":
             return await self._relay_head(request, upstream_path, headers, digest)
         fill = await self.fills.joinable(digest, credentials)
@@ -99,10 +119,12 @@ class BlobHandler:
                 return refusal
             fill = await self.fills.joinable(digest, credentials)
         joined = fill is not None
+        if fill is None and not self.pool.has_room():
+            return self._busy(name, digest, request)
         if fill is None:
             try:
                 fill = self.fills.begin(digest, name, lambda: self.pool.request(
-                    "GET", upstream_path, headers), credentials)
+                    "GET", upstream_path, headers, fill=True), credentials)
             except StorageFailed as exc:  # logged as storage.error; /health reports it
                 return oci_error(503, "UNAVAILABLE", "the cache's storage cannot take the blob",
                                  str(exc))
@@ -112,17 +134,60 @@ class BlobHandler:
         finally:
             os.close(fd)
 
-    def _fresh_copy(self, digest: Digest, name: str) -> StoredBlob | None:
-        stored = self.store.lookup(digest)
-        if stored is not None and self.store.is_expired(stored):
-            if self.forwarder is not None:
-                return None  # the fetcher removes it, then fetches it again
-            if self.fills.get(digest) is None and self.store.remove(digest):
-                self.metrics.expired.inc()
-                emit("blob.expired", digest=str(digest), repo=name, bytes=stored.size,
-                     age_s=round(time.time() - stored.fetched_at, 1), reason="requested")
+    def _open_fresh(self, digest: Digest, name: str) -> _Hit | None:
+        """The stored copy of ``digest``, open, unless it has expired (then the fetcher, or
+        the only process, removes it: it is fetched again)."""
+        opened = self.store.open(digest)
+        if opened is None:
             return None
-        return stored
+        hit = _Hit(*opened, digest)
+        if self.store.ttl is None or time.time() < hit.st.st_mtime + self.store.ttl:
+            return hit
+        hit.close()
+        if self.forwarder is None and self.fills.get(digest) is None \
+                and self.store.remove(digest):
+            self.metrics.expired.inc()
+            emit("blob.expired", digest=str(digest), repo=name, bytes=hit.st.st_size,
+                 age_s=round(time.time() - hit.st.st_mtime, 1), reason="requested")
+        return None
+
+    async def _verified_copy(self, digest: Digest, name: str) -> _Hit | None:
+        """The fresh stored copy of ``digest``, open, once this run knows its bytes are the
+        digest's (re-hashed if need be); a copy that is not is deleted, logged as
+        ``storage.corrupt``, and None answered (it is fetched again)."""
+        hit = self._open_fresh(digest, name)
+        if hit is None or self.store.verified.check(digest, hit.st):
+            return hit
+        known = self.store.verified.stamp(digest)
+        if known is not None and known.size != hit.st.st_size:
+            problem = f"{hit.st.st_size} bytes on disk, {known.size} verified"
+        elif await self.rehasher.matches(hit.fd, digest, hit.st):
+            self.store.verified.record(digest, hit.st)
+            return hit
+        else:
+            problem = "its bytes do not hash to its digest"
+        hit.close()
+        path = self.store.path(digest)
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == hit.st.st_ino and self.fills.get(digest) is None:
+                self.store.remove(digest)
+        self.metrics.errors.labels(kind="storage corrupt").inc()
+        emit("storage.corrupt", logging.ERROR, digest=str(digest), repo=name, path=str(path),
+             bytes=hit.st.st_size, problem=problem, action="deleted; fetching it again")
+        return None
+
+    def _busy(self, name: str, digest: Digest, request: web.Request) -> web.Response:
+        """503 and Retry-After: every upstream has its bound of fills in flight."""
+        self.metrics.errors.labels(kind="fills limit").inc()
+        now = time.monotonic()
+        if now - self._busy_logged >= LIMIT_LOG_INTERVAL:
+            self._busy_logged = now
+            emit("fills.limit", logging.WARNING, max_fills=self.pool.max_fills,
+                 upstreams=len(self.pool.urls), digest=str(digest), repo=name,
+                 client=client_address(request), action="503 with Retry-After (set "
+                 "DTRCACHE_MAX_FILLS to change the bound)")
+        return oci_error(503, "UNAVAILABLE", "every upstream is busy with other blobs; "
+                         "retry later", headers={"Retry-After": str(RETRY_AFTER)})
 
     async def _ask_upstream(self, path: str, headers: dict, name: str, digest: Digest,
                             request: web.Request) -> web.Response | None:
@@ -169,38 +234,31 @@ class BlobHandler:
         finally:
             answer.release()
 
-    async def _serve_hit(self, request: web.Request, stored: StoredBlob, name: str,
+    async def _serve_hit(self, request: web.Request, hit: _Hit, name: str,
                          user: str | None, began: float) -> web.StreamResponse:
+        size = hit.st.st_size
+        answer = blob_response(request, str(hit.digest), size, "HIT")
+        if isinstance(answer, web.Response):
+            return answer  # 416
+        response, start, end = answer
         try:
-            fd = os.open(stored.path, os.O_RDONLY)
-        except FileNotFoundError:  # removed by the TTL sweep between lookup and open
-            return oci_error(503, "UNAVAILABLE", "blob expired while being served; retry")
-        try:
-            size = os.fstat(fd).st_size
-            answer = blob_response(request, str(stored.digest), size, "HIT")
-            if isinstance(answer, web.Response):
-                return answer  # 416
-            response, start, end = answer
-            try:
-                await response.prepare(request)
-                sent = 0
-                if request.method == "GET" and size:
-                    sent = await stream_growing(_Complete(size), fd, start, end, response.write)
-            except FillFailed as exc:  # truncated on disk behind our back
-                break_off(request, exc, digest=str(stored.digest), repo=name,
-                          client=client_address(request))
-            except ConnectionError:
-                emit("blob.client_gone", digest=str(stored.digest), repo=name,
-                     client=client_address(request))
-                return response
-        finally:
-            os.close(fd)
+            await response.prepare(request)
+            sent = 0
+            if request.method == "GET" and size:
+                sent = await stream_growing(_Complete(size), hit.fd, start, end, response.write)
+        except FillFailed as exc:  # truncated on disk behind our back
+            break_off(request, exc, digest=str(hit.digest), repo=name,
+                      client=client_address(request))
+        except ConnectionError:
+            emit("blob.client_gone", digest=str(hit.digest), repo=name,
+                 client=client_address(request))
+            return response
         self.metrics.hits.inc()
         self.metrics.served_bytes.inc(sent)
         # Logged before the final flush: by the time the client has it all, the line is out.
-        emit("blob.hit", digest=str(stored.digest), repo=name, bytes=sent, size=stored.size,
+        emit("blob.hit", digest=str(hit.digest), repo=name, bytes=sent, size=size,
              ms=_ms(began), user=user, method=request.method, client=client_address(request),
-             age_s=round(time.time() - stored.fetched_at, 1))
+             age_s=round(time.time() - hit.st.st_mtime, 1))
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
@@ -214,6 +272,8 @@ class BlobHandler:
                    client=client_address(request), status=exc.status)
             return web.Response(status=exc.status, body=exc.body,
                                 headers=_error_headers(exc.headers))
+        except UpstreamsBusy:
+            return self._busy(name, fill.digest, request)
         except AllUpstreamsFailed as exc:
             return oci_error(502, "UNAVAILABLE", "no upstream could provide the blob", str(exc))
         except FillFailed as exc:
@@ -253,6 +313,19 @@ class BlobHandler:
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
+
+
+class _Hit:
+    """A stored copy, open: its fd and fstat (what is served is what was checked)."""
+
+    def __init__(self, fd: int, st: os.stat_result, digest: Digest):
+        self.fd, self.st, self.digest = fd, st, digest
+        self._open = True
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            os.close(self.fd)
 
 
 class _Complete:

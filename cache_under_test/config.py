@@ -18,7 +18,12 @@ import yaml
 from dtr_cache_formats.registry_config import apply_env_overrides
 
 from . import faults
-from .config_downstream import DEFAULT_MINRATE, downstream_section, downstream_values
+from .config_downstream import (
+    DEFAULT_FETCHTIMEOUT,
+    DEFAULT_MINRATE,
+    downstream_section,
+    downstream_values,
+)
 from .config_http import DebugListener, TLSFiles, http_section
 from .durations import human
 from .limits import PUBLIC_DEBUG_ENV, Limits, limits_from_env, public_debug
@@ -57,7 +62,7 @@ class CacheConfig:
     cas: list[Path] = field(default_factory=list)
     origin: str | None = None
     minrate: float | None = DEFAULT_MINRATE   # bytes/s; None: no minimum
-    fetchtimeout: float | None = None         # seconds for a whole upstream transfer
+    fetchtimeout: float | None = DEFAULT_FETCHTIMEOUT  # seconds for a whole upstream transfer
     own_urls: list[str] = field(default_factory=list)  # http.host, the listening address
     log_level: str = "INFO"
     warnings: list[str] = field(default_factory=list)

@@ -300,9 +300,12 @@ class FillRegistry:
         if self.metrics:
             self.metrics.inflight.dec()
 
-    async def drain(self) -> None:
-        """Wait for every running fill (used at shutdown)."""
+    async def drain(self, grace: float = 0.0) -> None:
+        """End every running fill (used at shutdown): ``grace`` seconds to finish, then
+        cancelled."""
         tasks = [f.task for f in self._fills.values() if f.task]
+        if tasks and grace:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -26,7 +26,8 @@ from .metrics import Metrics
 FORWARDED = ("Authorization", "Range", "If-Range", "Accept")
 # Answer headers a client needs (the fetcher sets exactly these on blob answers and errors).
 RELAYED = ("Content-Type", "Content-Range", "Docker-Content-Digest", "Docker-Distribution-API-"
-           "Version", "Accept-Ranges", "ETag", "WWW-Authenticate", "X-Cache", "Allow")
+           "Version", "Accept-Ranges", "ETag", "WWW-Authenticate", "X-Cache", "Allow",
+           "Retry-After")
 CLIENT_ADDRESS = "X-Forwarded-For"
 CONNECT_TRIES = 50  # x 0.1 s: the fetcher may still be starting when the first miss comes
 

@@ -114,7 +114,8 @@ def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
                 if debug is not None:
                     debug.close()
                 set_process_label(label)
-                serve_on(config, tcp, tls=True, fetcher=fetcher_path, lifeline=lifeline)
+                serve_on(config, tcp, tls=True, fetcher=fetcher_path, lifeline=lifeline,
+                         private=private)
                 status = 0
             except BaseException:  # the child must never return into the parent's code
                 emit_exception("process.crashed", reason="a server process failed")
@@ -128,7 +129,8 @@ def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
     tcp.close()
     set_process_label("fetcher")
     supervisor = Supervisor(children)
-    serve_on(config, unix, tls=False, supervisor=supervisor, debug_sock=debug)
+    serve_on(config, unix, tls=False, supervisor=supervisor, debug_sock=debug,
+             private=private)
     os.close(keep_alive)
     return supervisor.status
 

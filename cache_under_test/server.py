@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import socket
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
@@ -26,7 +27,8 @@ SHUTDOWN_TIMEOUT = 5.0  # seconds for responses in flight at SIGTERM
 
 def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
              fetcher: str | None = None, lifeline: int | None = None,
-             supervisor=None, debug_sock: socket.socket | None = None) -> None:
+             supervisor=None, debug_sock: socket.socket | None = None,
+             private: Path | None = None) -> None:
     """Serve ``sock`` until SIGINT/SIGTERM.
 
     ``tls``: ``sock`` is the public listener (TLS when the config has a certificate, the
@@ -34,11 +36,12 @@ def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
     ``fetcher``: the fetcher's Unix socket, for a server process (misses go there);
     ``lifeline``: a pipe's read end that closes when the fetcher dies (then this one stops);
     ``supervisor``: the fetcher's watch over the server processes;
-    ``debug_sock``: the debug listener (``http.debug.addr``), in the process that serves it.
+    ``debug_sock``: the debug listener (``http.debug.addr``), in the process that serves it;
+    ``private``: the run's private directory, with several processes.
     """
     ssl_context = server_context(config.tls.certificate, config.tls.key, config.test_faults) \
         if tls and config.tls else None
-    cache = Cache(config, fetcher=fetcher)
+    cache = Cache(config, fetcher=fetcher, private=private)
     app = cache.application(detail=config.public_debug if tls else True)
 
     async def announce(_app: web.Application) -> None:

@@ -79,6 +79,10 @@ class AllUpstreamsFailed(Exception):
         return "; ".join(f"{f.upstream}: {f.kind} ({f.detail})" for f in self.failures)
 
 
+class UpstreamsBusy(AllUpstreamsFailed):
+    """Every upstream has ``max_fills`` fills in flight: come back later."""
+
+
 class UpstreamTooSlow(aiohttp.ClientPayloadError):
     """The upstream's body fell behind ``min_rate`` or past ``fetch_timeout``."""
 
@@ -109,8 +113,10 @@ class UpstreamPool:
     def __init__(self, urls: list[str], ssl_context, metrics=None, *,
                  connect_timeout: float = 10.0, read_timeout: float = 60.0,
                  own_urls: Iterable[str] | None = None, min_rate: float | None = None,
-                 fetch_timeout: float | None = None):
+                 fetch_timeout: float | None = None, max_fills: int = 64):
         self.urls = list(urls)
+        self.max_fills = max_fills
+        self._fills = dict.fromkeys(self.urls, 0)  # blob fetches in flight, by upstream
         self._next = itertools.cycle(range(len(self.urls)))
         self._ssl = ssl_context
         self._metrics = metrics
@@ -125,7 +131,9 @@ class UpstreamPool:
         self._watches: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(ssl=self._ssl, limit=256, ttl_dns_cache=60)
+        # No pool-wide limit: fills are bounded per upstream (max_fills), and nothing else (a
+        # pull-through HEAD, a manifest, the keys) may queue behind fills on a hung upstream.
+        connector = aiohttp.TCPConnector(ssl=self._ssl, limit=0, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, auto_decompress=False,
             headers={"User-Agent": "dtr-cache-under-test"},
@@ -142,28 +150,55 @@ class UpstreamPool:
         start = next(self._next)
         return self.urls[start:] + self.urls[:start]
 
+    def has_room(self) -> bool:
+        """Some upstream can take one more fill."""
+        return any(n < self.max_fills for n in self._fills.values())
+
     async def request(self, method: str, path_qs: str, headers: Mapping[str, str] | None = None,
-                      *, registry_api: bool = True) -> UpstreamResponse:
+                      *, registry_api: bool = True, fill: bool = False) -> UpstreamResponse:
         """Send ``method path_qs`` to the upstreams in turn until one gives a usable answer.
 
         ``registry_api``: the answer must carry the registry API version header.
+        ``fill``: a blob fetch, counted against its upstream's ``max_fills`` until released;
+        an upstream at its bound is passed over (``UpstreamsBusy`` when all are).
         Redirects are followed as the module docstring says.
         """
         assert self._session is not None, "start() first"
-        return await self._request(method, path_qs, dict(headers or {}), registry_api)
+        return await self._request(method, path_qs, dict(headers or {}), registry_api, fill)
 
     async def _request(self, method: str, path_qs: str, headers: dict,
-                       registry_api: bool) -> UpstreamResponse:
+                       registry_api: bool, fill: bool) -> UpstreamResponse:
         failures = []
+        busy = 0
         for upstream in self.order():
-            began = time.monotonic()
+            if fill and self._fills[upstream] >= self.max_fills:
+                busy += 1
+                continue
+            answer = await self._try(upstream, method, path_qs, headers, registry_api, fill,
+                                     failures)
+            if answer is not None:
+                return answer
+        if busy and not failures:
+            raise UpstreamsBusy([UpstreamFailure("every upstream", "busy", f"{self.max_fills} "
+                                                 "fills in flight (DTRCACHE_MAX_FILLS)")])
+        raise AllUpstreamsFailed(failures)
+
+    async def _try(self, upstream: str, method: str, path_qs: str, headers: dict,
+                   registry_api: bool, fill: bool,
+                   failures: list[UpstreamFailure]) -> UpstreamResponse | None:
+        """One upstream's usable answer, or None (its failure added to ``failures``)."""
+        began = time.monotonic()
+        if fill:
+            self._fills[upstream] += 1
+        answer = None
+        try:
             try:
                 async with asyncio.timeout(self.fetch_timeout) as deadline:
                     response = await self._send(method, upstream, path_qs, dict(headers),
                                                 registry_api)
             except _Unusable as exc:
                 failures.append(self._fail(upstream, exc.kind, exc.detail))
-                continue
+                return None
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if self.fetch_timeout is not None and deadline.expired():
                     failures.append(self._fail(
@@ -171,11 +206,18 @@ class UpstreamPool:
                         f"fetchtimeout ({self.fetch_timeout:g} s)"))
                 else:
                     failures.append(self._fail(upstream, classify(exc), str(exc)[:300]))
-                continue
+                return None
             answer = UpstreamResponse(upstream, response)
             self._watch(answer, method, path_qs, began)
             return answer
-        raise AllUpstreamsFailed(failures)
+        finally:
+            if fill and answer is None:
+                self._fills[upstream] -= 1
+            elif fill:
+                answer.on_release.append(lambda: self._end_fill(upstream))
+
+    def _end_fill(self, upstream: str) -> None:
+        self._fills[upstream] -= 1
 
     async def _send(self, method: str, upstream: str, path_qs: str, headers: dict,
                     registry_api: bool) -> aiohttp.ClientResponse:

@@ -9,10 +9,12 @@ import asyncio
 import httpx
 import pytest
 
-from .cachekit import FakeDTR, fake_dtr  # noqa: F401 (a fixture)
+from . import cachekit
+from .cachekit import FakeDTR
 from .conftest import wait_for_event
 
 pytestmark = pytest.mark.integration
+fake_dtr = cachekit.fake_dtr
 
 TRIES = 15
 ANONYMOUS = 3
@@ -27,10 +29,10 @@ async def _round(clients: list[httpx.AsyncClient], dtr: FakeDTR, cache_url: str)
     for i in range(len(clients)):
         token = dtr.sign(digest) if i % 2 else None
         urls.append(("token" if token else "anonymous", dtr.blob_url(cache_url, digest, token)))
-    answers = await asyncio.gather(*(c.get(url) for c, (_, url) in zip(clients, urls)),
+    answers = await asyncio.gather(*(c.get(url) for c, (_, url) in zip(clients, urls, strict=True)),
                                    return_exceptions=True)
-    return [(kind, getattr(a, "status_code", repr(a)),
-             getattr(a, "content", None) == data) for (kind, _), a in zip(urls, answers)]
+    return [(kind, getattr(a, "status_code", repr(a)), getattr(a, "content", None) == data)
+            for (kind, _), a in zip(urls, answers, strict=True)]
 
 
 def test_a_refusal_is_never_shared_even_when_both_arrive_at_once(fake_dtr, make_cache, pki,
