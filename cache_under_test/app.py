@@ -68,7 +68,10 @@ class Cache:
                                  max_fills=config.limits.max_fills)
         self.fills = FillRegistry(self.store, self.metrics,
                                   keep="never-store" not in config.test_faults)
-        self.auth = Authorizer(self.pool, "ignore-expiry" in config.test_faults)
+        self.auth = Authorizer(self.pool, "ignore-expiry" in config.test_faults,
+                               leeway=config.limits.clock_leeway,
+                               max_lifetime=config.limits.max_token_lifetime,
+                               refresh=config.limits.keys_refresh)
         self.blobs = BlobHandler(self.store, self.pool, self.fills, self.auth, self.metrics,
                                  config.test_faults, self.forwarder)
         self._sweeper: asyncio.Task | None = None
@@ -118,7 +121,7 @@ class Cache:
         else:
             await self.forwarder.start()
         await self.pool.start()
-        await self.auth.refresh_keys()
+        await self.auth.start()
         if self.store.ttl and self.forwarder is None:
             self._sweeper = asyncio.create_task(self._sweep_forever())
 
@@ -131,6 +134,7 @@ class Cache:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.fills.drain()
+        await self.auth.stop()
         await self.pool.close()
         if self.forwarder is not None:
             await self.forwarder.close()

@@ -7,16 +7,32 @@ never waits on DTR for a hit. Without one (a plain pull-through mirror), the cli
 Whose answer a client may share is the fill's business (``fill.Fill.credentials``). The pool
 also verifies here the token of a redirect that DTR sends back to this cache
 (``verify_token``).
+
+The keys are fetched at start, every ``refresh`` seconds after (a key withdrawn from the JWKS
+stops verifying, a key replaced under the same id is picked up), and on a token with an
+unknown key id (rate-limited). A token issued ahead of this clock says how far the signer's
+clock is ahead: logged as ``auth.clock_skew`` (info within the leeway, warning beyond it,
+where the token is refused).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 
-from .blobtoken import JWKS_PATH, BlobGrant, KeySet, TokenError, UnknownKey
+from .blobtoken import (
+    JWKS_PATH,
+    LEEWAY,
+    MAX_LIFETIME,
+    BlobGrant,
+    ClockSkew,
+    KeySet,
+    TokenError,
+    UnknownKey,
+)
 from .events import emit
 from .upstream import AllUpstreamsFailed, UpstreamPool
 
@@ -25,19 +41,44 @@ from .upstream import AllUpstreamsFailed, UpstreamPool
 # that started before DTR answered recovers at once.
 KEY_REFRESH_AFTER_SUCCESS = 1.0
 KEY_REFRESH_AFTER_FAILURE = 0.5
+SKEW_LOG_INTERVAL = 60.0  # s between auth.clock_skew lines for a skew that stays the same
+SKEW_SEEN = 1.0  # s: an iat less far ahead than this is rounding, not skew
 
 
 class Authorizer:
     """Holds the upstream's public keys and answers the two authorization questions."""
 
-    def __init__(self, pool: UpstreamPool, ignore_expiry: bool = False):
+    def __init__(self, pool: UpstreamPool, ignore_expiry: bool = False, *,
+                 leeway: float = LEEWAY, max_lifetime: float = MAX_LIFETIME,
+                 refresh: float = 300.0):
         self.pool = pool
         self.ignore_expiry = ignore_expiry  # TEST-ONLY fault mode "ignore-expiry"
+        self.leeway = leeway
+        self.max_lifetime = max_lifetime
+        self.refresh = refresh
         self.keys = KeySet()
         self.document: dict | None = None
         self._next_fetch = 0.0
         self._lock = asyncio.Lock()
+        self._timer: asyncio.Task | None = None
+        self._skew_logged = (0.0, -SKEW_LOG_INTERVAL)  # (skew, monotonic time) last logged
         pool.token_verifier = self.verify_token
+
+    async def start(self) -> None:
+        """Fetch the keys, then again every ``refresh`` seconds until ``stop``."""
+        await self.refresh_keys()
+        self._timer = asyncio.create_task(self._refresh_forever())
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh)
+            await self.refresh_keys(force=True)
 
     async def refresh_keys(self, *, force: bool = False) -> bool:
         """Fetch the JWKS through the upstreams; at most once per interval. True if fetched."""
@@ -72,13 +113,38 @@ class Authorizer:
 
     async def verify_token(self, token: str, repository: str, digest: str) -> BlobGrant:
         """Verify a signed blob token; an unknown key id triggers one refetch of the keys."""
-        now = 0.0 if self.ignore_expiry else None
         try:
-            return self.keys.verify(token, repository=repository, digest=digest, now=now)
-        except UnknownKey:
-            if not await self.refresh_keys(force=True):
-                raise
-            return self.keys.verify(token, repository=repository, digest=digest, now=now)
+            try:
+                grant = self._verify(token, repository, digest)
+            except UnknownKey:
+                if not await self.refresh_keys(force=True):
+                    raise
+                grant = self._verify(token, repository, digest)
+        except ClockSkew as exc:
+            self._skew(exc.skew, refused=True)
+            raise
+        ahead = grant.issued_at - time.time()
+        if ahead >= SKEW_SEEN:
+            self._skew(ahead, refused=False)
+        return grant
+
+    def _verify(self, token: str, repository: str, digest: str) -> BlobGrant:
+        return self.keys.verify(token, repository=repository, digest=digest,
+                                now=0.0 if self.ignore_expiry else None, leeway=self.leeway,
+                                max_lifetime=self.max_lifetime)
+
+    def _skew(self, ahead: float, *, refused: bool) -> None:
+        """Log the signer's clock skew: every refusal, and a believed skew when it changed by
+        a second or more, or once a ``SKEW_LOG_INTERVAL``."""
+        last, at = self._skew_logged
+        now = time.monotonic()
+        if not refused and abs(ahead - last) < SKEW_SEEN and now - at < SKEW_LOG_INTERVAL:
+            return
+        self._skew_logged = (ahead, now)
+        emit("auth.clock_skew", logging.WARNING if refused else logging.INFO,
+             skew_s=round(ahead, 1), leeway_s=self.leeway,
+             action="token refused: the upstream's clock is ahead by more than "
+                    "DTRCACHE_CLOCK_LEEWAY" if refused else "within the leeway: believed")
 
 
 def denied(reason: TokenError | str, *, repo: str, digest: str, client: str | None,

@@ -7,8 +7,10 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Awaitable
 from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 
 from . import handoff
@@ -16,14 +18,30 @@ from .auth import Authorizer, denied
 from .blobtoken import TOKEN_PARAM, TokenError
 from .errors import API_VERSION, API_VERSION_HEADER, break_off, oci_error
 from .events import emit
-from .fill import FillFailed, FillRegistry, StorageFailed, UpstreamRefused, stream_growing
+from .fill import (
+    MAX_ERROR_BODY,
+    FillFailed,
+    FillRegistry,
+    StorageFailed,
+    StreamBroken,
+    Uncacheable,
+    UpstreamRefused,
+    stream_growing,
+)
 from .forward import MissForwarder, client_address
 from .limits import RETRY_AFTER
 from .metrics import Metrics
 from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
 from .ranges import blob_response
 from .storage import BlobStore
-from .upstream import AllUpstreamsFailed, UpstreamPool, UpstreamsBusy, relay_headers
+from .uncached import finish_uncached, relay_verified
+from .upstream import (
+    AllUpstreamsFailed,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamsBusy,
+    relay_headers,
+)
 from .verified import Rehasher
 
 LIMIT_LOG_INTERVAL = 10.0  # seconds between fills.limit lines while at the bound
@@ -121,16 +139,18 @@ class BlobHandler:
         joined = fill is not None
         if fill is None and not self.pool.has_room():
             return self._busy(name, digest, request)
+        def fetch() -> Awaitable[UpstreamResponse]:
+            return self.pool.request("GET", upstream_path, headers, fill=True)
+
         if fill is None:
             try:
-                fill = self.fills.begin(digest, name, lambda: self.pool.request(
-                    "GET", upstream_path, headers, fill=True), credentials)
+                fill = self.fills.begin(digest, name, fetch, credentials)
             except StorageFailed as exc:  # logged as storage.error; /health reports it
-                return oci_error(503, "UNAVAILABLE", "the cache's storage cannot take the blob",
-                                 str(exc))
+                return await self._serve_uncached(request, fetch, digest, name, user, began,
+                                                  exc)
         fd = fill.open_reader()
         try:
-            return await self._serve_fill(request, fill, fd, joined, name, user, began)
+            return await self._serve_fill(request, fill, fd, joined, name, user, began, fetch)
         finally:
             os.close(fd)
 
@@ -264,7 +284,7 @@ class BlobHandler:
         return response
 
     async def _serve_fill(self, request: web.Request, fill, fd: int, joined: bool, name: str,
-                          user: str | None, began: float) -> web.StreamResponse:
+                          user: str | None, began: float, fetch) -> web.StreamResponse:
         try:
             await asyncio.shield(fill.started)
         except UpstreamRefused as exc:
@@ -281,6 +301,9 @@ class BlobHandler:
         if fill.size is None:  # no Content-Length upstream: wait for the whole blob
             while not fill.done and fill.error is None:
                 await fill.wait_change()
+            if isinstance(fill.error, Uncacheable):
+                return await self._serve_uncached(request, fetch, fill.digest, name, user,
+                                                  began, fill.error)
             if fill.error is not None:
                 return oci_error(502, "UNAVAILABLE", "upstream fetch failed", str(fill.error))
         size = fill.size
@@ -298,7 +321,14 @@ class BlobHandler:
             write = response.write
             if "corrupt-bytes" in self.faults:
                 write = _corrupting(response.write, end - start + 1)
-            sent = await stream_growing(fill, fd, start, end, write) if size else 0
+            try:
+                sent = await stream_growing(fill, fd, start, end, write) if size else 0
+            except StreamBroken as broken:
+                if not isinstance(broken.cause, Uncacheable):
+                    raise
+                _uncached(fill.digest, name, request, broken.cause)
+                sent = broken.sent + await finish_uncached(
+                    fetch, fill.digest, size, start + broken.sent, end, write)
         except FillFailed as exc:
             break_off(request, exc, digest=str(fill.digest), repo=name,
                       client=client_address(request))
@@ -313,6 +343,61 @@ class BlobHandler:
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
+
+
+    async def _serve_uncached(self, request: web.Request, fetch, digest: Digest, name: str,
+                              user: str | None, began: float,
+                              reason: Exception) -> web.StreamResponse:
+        """The client's answer from the upstream, no copy kept: the storage failed."""
+        _uncached(digest, name, request, reason)
+        try:
+            answer = await fetch()
+        except UpstreamsBusy:
+            return self._busy(name, digest, request)
+        except AllUpstreamsFailed as exc:
+            return oci_error(502, "UNAVAILABLE", "no upstream could provide the blob", str(exc))
+        try:
+            upstream = answer.response
+            length = upstream.headers.get("Content-Length", "")
+            if upstream.status != 200:
+                denied("upstream refused", repo=name, digest=str(digest),
+                       client=client_address(request), status=upstream.status)
+                return web.Response(status=upstream.status,
+                                    body=await upstream.content.read(MAX_ERROR_BODY),
+                                    headers=_error_headers(relay_headers(upstream)))
+            if not length.isdigit():
+                return oci_error(502, "UNAVAILABLE", "the upstream sent no Content-Length, and "
+                                 "the cache's storage cannot take the blob")
+            size = int(length)
+            shaped = blob_response(request, str(digest), size, "MISS")
+            if isinstance(shaped, web.Response):
+                return shaped  # 416
+            response, start, end = shaped
+            self.metrics.misses.inc()
+            await response.prepare(request)
+            try:
+                sent = await relay_verified(upstream, digest, size, start, end, response.write)
+            except (FillFailed, aiohttp.ClientError, TimeoutError) as exc:
+                break_off(request, exc, digest=str(digest), repo=name,
+                          client=client_address(request))
+            except ConnectionError:
+                emit("blob.client_gone", digest=str(digest), repo=name,
+                     client=client_address(request))
+                return response
+        finally:
+            answer.release()
+        self.metrics.served_bytes.inc(sent)
+        emit("blob.miss", digest=str(digest), repo=name, bytes=sent, size=size, ms=_ms(began),
+             upstream=answer.upstream, user=user, client=client_address(request))
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
+        return response
+
+
+def _uncached(digest: Digest, name: str, request: web.Request, reason: Exception) -> None:
+    emit("blob.uncached", logging.WARNING, digest=str(digest), repo=name,
+         client=client_address(request), reason=str(reason)[:300],
+         action="sending the blob from the upstream without keeping a copy")
 
 
 class _Hit:

@@ -39,7 +39,21 @@ class FillFailed(Exception):
     """The upstream fetch did not produce the blob."""
 
 
-class StorageFailed(FillFailed):
+class Uncacheable(FillFailed):
+    """The blob could not be kept, though the upstream may still have it for the client: a
+    reader finishes its transfer from the upstream (``uncached``)."""
+
+
+class StreamBroken(FillFailed):
+    """A transfer from a growing file ended after ``sent`` bytes, because of ``cause``."""
+
+    def __init__(self, cause: Exception, sent: int):
+        super().__init__(str(cause))
+        self.cause = cause
+        self.sent = sent
+
+
+class StorageFailed(Uncacheable):
     """The cache's own storage did not take the blob (full disk, quota, I/O error)."""
 
     def __init__(self, op: str, error: OSError):
@@ -230,18 +244,19 @@ class Growing(Protocol):
 async def stream_growing(source: Growing, fd: int, start: int, end: int,
                          write: Callable[[bytes], Awaitable[None]]) -> int:
     """Send bytes ``start..end`` (inclusive) of ``fd`` as ``source`` writes them; the last
-    byte only once ``source`` is done (verified). Returns the bytes sent."""
+    byte only once ``source`` is done (verified). Returns the bytes sent; ``StreamBroken``
+    (with the bytes sent) when ``source`` failed."""
     pos = start
     while pos <= end:
         if source.error is not None:
-            raise FillFailed(str(source.error))
+            raise StreamBroken(source.error, pos - start)
         limit = end if source.done else min(end - 1, source.written - 1)
         if pos > limit:
             await source.wait_change()
             continue
         chunk = os.pread(fd, min(READ_CHUNK, limit - pos + 1), pos)
         if not chunk:
-            raise FillFailed("upload shrank while streaming")
+            raise StreamBroken(FillFailed("upload shrank while streaming"), pos - start)
         await write(chunk)
         # A write to a TLS connection the client has closed is dropped without pausing us;
         # only by yielding to the loop does the connection's loss reach aiohttp, which then

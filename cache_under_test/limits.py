@@ -41,6 +41,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .blobtoken import LEEWAY, MAX_LIFETIME
 from .durations import DurationError, parse_duration
 
 PUBLIC_DEBUG_ENV = "DTRCACHE_PUBLIC_DEBUG"
@@ -50,8 +51,8 @@ DEFAULT_HEADER_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 DEFAULT_MAX_FILLS = 64
-DEFAULT_CLOCK_LEEWAY = 60.0
-DEFAULT_MAX_TOKEN_LIFETIME = 3600.0
+DEFAULT_CLOCK_LEEWAY = LEEWAY
+DEFAULT_MAX_TOKEN_LIFETIME = MAX_LIFETIME
 DEFAULT_KEYS_REFRESH = 300.0
 MAX_TIMEOUT = 3600.0
 RETRY_AFTER = 10  # seconds, the Retry-After of a 503 when every upstream is at its bound
