@@ -4,16 +4,22 @@ Event names (the checks read them): ``config.loaded``, ``config.warning``, ``ser
 ``blob.hit``, ``blob.miss``, ``blob.join``, ``blob.fetched``, ``blob.expired``,
 ``blob.fill_failed``, ``upstream.error``, ``auth.denied``, ``keys.fetched``.
 
-Also: ``blob.broken``, ``blob.client_gone``, ``keys.unavailable``, ``upstream.own_redirect``,
-``storage.error``, ``storage.cleaned``; the processes' ``processes.started``,
+Also: ``blob.broken``, ``blob.client_gone``, ``blob.uncached`` (warning: the storage failed,
+the client's blob is sent from the upstream without a copy), ``keys.unavailable``,
+``upstream.own_redirect``, ``storage.error``, ``storage.cleaned``, ``storage.corrupt`` (error: a
+stored blob whose bytes are not its digest's, deleted and fetched again), ``fills.limit``
+(warning: every upstream at ``DTRCACHE_MAX_FILLS``, 503 answered), ``auth.clock_skew`` (the
+upstream's clock ahead: info within ``DTRCACHE_CLOCK_LEEWAY``, warning beyond); the processes'
+``processes.started``, ``processes.cleaned`` (stale private directories removed),
 ``process.exited``, ``process.orphaned``, ``process.crashed`` (an uncaught exception, its
 traceback redacted); ``debug.started`` (the debug listener, ``http.debug.addr``); and the
 public listener's door (``guard``): ``request.bad`` (warning: a request the HTTP parser
 refused, one line each, with ``status``, ``reason``, ``error`` and, redacted, ``near``: never a
 traceback), ``connection.timeout`` (info: ``phase`` "tls handshake" or "request header"),
 ``connections.limit`` (warning: a server process stopped accepting at
-``DTRCACHE_MAX_CONNECTIONS``), ``connection.accept_failed``. Lines from other libraries' loggers
-are ``event: "log"`` with ``logger`` and ``msg``.
+``DTRCACHE_MAX_CONNECTIONS``), ``connections.client_limit`` (warning: one address at
+``DTRCACHE_MAX_CLIENT_CONNECTIONS``), ``connection.accept_failed``. Lines from other
+libraries' loggers are ``event: "log"`` with ``logger`` and ``msg``.
 
 Every line is redacted as a whole (``redact``), exception text included: secret-named fields
 wholesale; in text, the blob token's parameter (also percent-encoded), credential headers

@@ -1,5 +1,6 @@
 """The public listener's door: TLS handshake and request-header timeouts, a connection limit
-per server process (values in ``limits``), and one ``request.bad`` line per malformed request.
+per server process and, optionally, per client address (values in ``limits``), and one
+``request.bad`` line per malformed request.
 
 aiohttp's stock site hands every accepted socket to the event loop with no handshake deadline
 shorter than a minute and no limit, and its parser errors are logged as a traceback at ERROR
@@ -140,10 +141,12 @@ class GuardedSite(web.BaseSite):
         self._limits = limits
         self._handler_args = handler_args
         self._active = 0
+        self._by_client: dict[str, int] = {}  # connections held, by client address
         self._room = asyncio.Event()
         self._accepting: asyncio.Task | None = None
         self._opening: set[asyncio.Task] = set()
         self._limit_logged = 0.0
+        self._client_limit_logged = 0.0
         host, port = sock.getsockname()[:2]
         self._name = f"{'https' if ssl_context else 'http'}://{host}:{port}"
 
@@ -196,9 +199,16 @@ class GuardedSite(web.BaseSite):
                 await asyncio.sleep(0.5)
 
     def _serve(self, conn: socket.socket, peer: Any) -> None:
+        client = _host(peer) or ""
+        held = self._by_client.get(client, 0)
+        if self._limits.max_client_connections and held >= self._limits.max_client_connections:
+            conn.close()  # at once: a flood from one address must not cost a handshake each
+            self._at_client_limit(client)
+            return
+        self._by_client[client] = held + 1
         conn.setblocking(False)
         self._active += 1
-        task = asyncio.create_task(self._open(conn, peer))
+        task = asyncio.create_task(self._open(conn, peer, client))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
 
@@ -211,7 +221,17 @@ class GuardedSite(web.BaseSite):
                  action="not accepting until a connection closes (set "
                         "DTRCACHE_MAX_CONNECTIONS to change the limit)")
 
-    async def _open(self, conn: socket.socket, peer: Any) -> None:
+    def _at_client_limit(self, client: str) -> None:
+        now = time.monotonic()
+        if now - self._client_limit_logged >= LIMIT_LOG_INTERVAL:
+            self._client_limit_logged = now
+            emit("connections.client_limit", logging.WARNING, client=client,
+                 connections=self._by_client.get(client, 0),
+                 max_client_connections=self._limits.max_client_connections,
+                 action="closing its new connections until one closes (set "
+                        "DTRCACHE_MAX_CLIENT_CONNECTIONS to change the limit)")
+
+    async def _open(self, conn: socket.socket, peer: Any, client: str) -> None:
         """TLS, then the HTTP handler; the connection's slot is freed exactly once."""
         released = False
 
@@ -220,6 +240,11 @@ class GuardedSite(web.BaseSite):
             if not released:
                 released = True
                 self._active -= 1
+                left = self._by_client[client] - 1
+                if left:
+                    self._by_client[client] = left
+                else:
+                    del self._by_client[client]
                 self._room.set()
 
         loop = asyncio.get_running_loop()

@@ -10,12 +10,18 @@ in one place, and a miss's download and its delivery to the client run on two co
 Supervision is crash-only: if a server process dies, the fetcher logs ``process.exited`` and
 stops the whole cache with a non-zero status, for the orchestrator (swarm, Docker's restart
 policy) to restart it; if the fetcher dies, the servers see their lifeline pipe close and exit.
+
+The processes share a private directory (``dtrcache-*`` in the temp directory: the fetcher's
+socket, the metrics files, what the run verified). Every process of the run holds a lock on
+its ``lock`` file; a start removes the directories whose lock nobody holds any more (left by a
+``kill -9`` of every process), logged as ``processes.cleaned``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -30,6 +36,8 @@ from .events import emit, emit_exception, set_process_label
 from .multiproc import METRICS_ENV
 
 PROCESSES_ENV = "DTRCACHE_PROCESSES"
+PRIVATE_PREFIX = "dtrcache-"
+STALE_UNLOCKED = 60.0  # s: a private directory without its lock file this old is stale
 
 SERVER_STOP_WAIT = 7.0  # a server's own shutdown allows 5 s for responses in flight
 
@@ -58,15 +66,53 @@ def listen_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
+def remove_stale_private_dirs(parent: Path | None = None) -> list[str]:
+    """Remove the private directories (``PRIVATE_PREFIX*``, ours) that no live cache holds:
+    their ``lock`` is free, or missing on a directory older than ``STALE_UNLOCKED``."""
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    removed = []
+    for candidate in parent.glob(f"{PRIVATE_PREFIX}*"):
+        try:
+            if not candidate.is_dir() or candidate.stat().st_uid != os.getuid():
+                continue
+            fd = os.open(candidate / "lock", os.O_RDONLY)
+        except FileNotFoundError:  # not locked yet (just made), or never (an older version)
+            with contextlib.suppress(OSError):
+                if time.time() - candidate.stat().st_mtime > STALE_UNLOCKED:
+                    shutil.rmtree(candidate, ignore_errors=True)
+                    removed.append(str(candidate))
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live cache's
+        finally:
+            os.close(fd)  # releases the lock, if we took it
+        shutil.rmtree(candidate, ignore_errors=True)
+        removed.append(str(candidate))
+    return removed
+
+
 def run(config: CacheConfig, servers: int) -> int:
     """Serve until SIGINT/SIGTERM; the exit status (non-zero if a server process died)."""
+    stale = remove_stale_private_dirs()
+    if stale:
+        emit("processes.cleaned", removed=stale,
+             reason="private directories of a cache whose processes were all killed")
     private = None
     if servers > 1:
         try:
-            private = Path(tempfile.mkdtemp(prefix="dtrcache-"))  # 0700: only this user gets in
+            private = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))  # 0700: this user only
+            lock = os.open(private / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(lock, fcntl.LOCK_EX)  # held by every process of the run (inherited)
         except OSError as exc:  # e.g. a read-only root file system without a /tmp volume
             emit("config.warning", logging.WARNING, problem=f"cannot create a private directory "
                  f"for the cache's processes ({exc}); running as one process")
+            if private is not None:
+                shutil.rmtree(private, ignore_errors=True)
+                private = None
     if private is None:
         from .server import serve_on
 

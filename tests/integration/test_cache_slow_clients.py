@@ -162,3 +162,30 @@ def test_a_server_process_holds_at_most_max_connections(registry, make_cache, pu
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_one_address_cannot_take_every_connection(registry, make_cache, push, client, pki):
+    digest, _ = push(registry)
+    cache = make_cache([registry.url], processes="1",
+                       env={"DTRCACHE_MAX_CONNECTIONS": "30",
+                            "DTRCACHE_MAX_CLIENT_CONNECTIONS": "10"})
+    c = client(cache)
+    assert c.get_blob("team/app", digest).status_code == 200
+    flood = []
+    try:
+        for _ in range(40):  # silent connections from another address of this machine
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", cache.port))
+            flood.append(sock)
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert c.get_blob("team/app", digest).status_code == 200
+        assert time.monotonic() - started < 2.0
+        limit = [line for line in cache.log_lines()
+                 if line.get("event") == "connections.client_limit"]
+        assert limit and limit[0].get("client") == "127.0.0.2", limit
+        assert limit[0].get("max_client_connections") == 10
+    finally:
+        for sock in flood:
+            sock.close()
