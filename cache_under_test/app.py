@@ -30,6 +30,7 @@ from .errors import API_VERSION, API_VERSION_HEADER, oci_error
 from .events import emit
 from .fill import FillRegistry
 from .forward import MissForwarder
+from .heap import trim_forever
 from .metrics import Metrics
 from .names import InvalidDigest, InvalidName, parse_name, parse_reference
 from .storage import BlobStore
@@ -75,6 +76,7 @@ class Cache:
         self.blobs = BlobHandler(self.store, self.pool, self.fills, self.auth, self.metrics,
                                  config.test_faults, self.forwarder)
         self._sweeper: asyncio.Task | None = None
+        self._trimmer: asyncio.Task | None = None
 
     def application(self, *, detail: bool = False) -> web.Application:
         """The cache's routes; ``detail``: also ``/metrics``, and the detailed ``/health``
@@ -124,15 +126,17 @@ class Cache:
         await self.auth.start()
         if self.store.ttl and self.forwarder is None:
             self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._trimmer = asyncio.create_task(trim_forever())
 
     async def _end_fills(self, app: web.Application) -> None:
         await self.fills.drain(grace=FILL_SHUTDOWN_GRACE)
 
     async def _stop(self, app: web.Application) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._trimmer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.fills.drain()
         await self.auth.stop()
         await self.pool.close()

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 import aiohttp
@@ -16,8 +16,8 @@ from aiohttp import web
 from . import handoff
 from .auth import Authorizer, denied
 from .blobtoken import TOKEN_PARAM, TokenError
-from .errors import API_VERSION, API_VERSION_HEADER, break_off, oci_error
-from .events import emit
+from .errors import API_VERSION, API_VERSION_HEADER, break_off, client_gone, oci_error
+from .events import Every, emit
 from .fill import (
     MAX_ERROR_BODY,
     FillFailed,
@@ -26,6 +26,7 @@ from .fill import (
     StreamBroken,
     Uncacheable,
     UpstreamRefused,
+    backed_up,
     stream_growing,
 )
 from .forward import MissForwarder, client_address
@@ -62,7 +63,7 @@ class BlobHandler:
         self.auth = auth
         self.metrics = metrics
         self.rehasher = Rehasher()
-        self._busy_logged = -LIMIT_LOG_INTERVAL
+        self._busy_logged = Every(LIMIT_LOG_INTERVAL)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         began = time.monotonic()
@@ -113,20 +114,17 @@ class BlobHandler:
             headers["Authorization"] = request.headers["Authorization"]
             credentials = f"authorization {headers['Authorization']}"
 
-        if hit is None:
-            hit = await self._verified_copy(digest, name)
-        if hit is not None:
-            if "corrupt-bytes" in self.faults:
-                body = bytearray(os.pread(hit.fd, hit.st.st_size, 0))
-                if body:
-                    body[-1] ^= 0xFF
-                return web.Response(body=bytes(body), headers={"X-Cache": "HIT",
-                                    "Docker-Content-Digest": str(digest)})
-            if not token:
-                refusal = await self._ask_upstream(upstream_path, headers, name, digest, request)
-                if refusal is not None:
-                    return refusal
-            return await self._serve_hit(request, hit, name, user, began)
+        if hit is None:  # the fetcher, or the only process: its own copy, closed here
+            mine = await self._verified_copy(digest, name)
+            if mine is not None:
+                try:
+                    return await self._serve_stored(request, mine, name, user, began, token,
+                                                    upstream_path, headers)
+                finally:
+                    mine.close()
+        else:
+            return await self._serve_stored(request, hit, name, user, began, token,
+                                            upstream_path, headers)
         if request.method == "HEAD":
             return await self._relay_head(request, upstream_path, headers, digest)
         fill = await self.fills.joinable(digest, credentials)
@@ -153,6 +151,23 @@ class BlobHandler:
             return await self._serve_fill(request, fill, fd, joined, name, user, began, fetch)
         finally:
             os.close(fd)
+
+    async def _serve_stored(self, request: web.Request, hit: _Hit, name: str,
+                            user: str | None, began: float, token: str | None,
+                            upstream_path: str, headers: dict) -> web.StreamResponse:
+        """A hit: without a token, once the upstream allows this client the blob."""
+        if "corrupt-bytes" in self.faults:
+            body = bytearray(os.pread(hit.fd, hit.st.st_size, 0))
+            if body:
+                body[-1] ^= 0xFF
+            return web.Response(body=bytes(body), headers={"X-Cache": "HIT",
+                                "Docker-Content-Digest": str(hit.digest)})
+        if not token:
+            refusal = await self._ask_upstream(upstream_path, headers, name, hit.digest,
+                                               request)
+            if refusal is not None:
+                return refusal
+        return await self._serve_hit(request, hit, name, user, began)
 
     def _open_fresh(self, digest: Digest, name: str) -> _Hit | None:
         """The stored copy of ``digest``, open, unless it has expired (then the fetcher, or
@@ -199,9 +214,7 @@ class BlobHandler:
     def _busy(self, name: str, digest: Digest, request: web.Request) -> web.Response:
         """503 and Retry-After: every upstream has its bound of fills in flight."""
         self.metrics.errors.labels(kind="fills limit").inc()
-        now = time.monotonic()
-        if now - self._busy_logged >= LIMIT_LOG_INTERVAL:
-            self._busy_logged = now
+        if self._busy_logged.due():
             emit("fills.limit", logging.WARNING, max_fills=self.pool.max_fills,
                  upstreams=len(self.pool.urls), digest=str(digest), repo=name,
                  client=client_address(request), action="503 with Retry-After (set "
@@ -261,17 +274,16 @@ class BlobHandler:
         if isinstance(answer, web.Response):
             return answer  # 416
         response, start, end = answer
-        try:
+
+        async def send() -> int:
             await response.prepare(request)
-            sent = 0
-            if request.method == "GET" and size:
-                sent = await stream_growing(_Complete(size), hit.fd, start, end, response.write)
-        except FillFailed as exc:  # truncated on disk behind our back
-            break_off(request, exc, digest=str(hit.digest), repo=name,
-                      client=client_address(request))
-        except ConnectionError:
-            emit("blob.client_gone", digest=str(hit.digest), repo=name,
-                 client=client_address(request))
+            if request.method != "GET" or not size:
+                return 0
+            return await stream_growing(_Complete(size), hit.fd, start, end, response.write,
+                                        backed_up(request))  # FillFailed: truncated under us
+
+        sent = await _deliver(request, hit.digest, name, send)
+        if sent is None:
             return response
         self.metrics.hits.inc()
         self.metrics.served_bytes.inc(sent)
@@ -316,25 +328,24 @@ class BlobHandler:
         if handoff.wanted(request) and "corrupt-bytes" not in self.faults:
             return await handoff.send_progress(request, fill, str(self.store.path(fill.digest)),
                                                joined, user)
-        await response.prepare(request)
-        try:
-            write = response.write
-            if "corrupt-bytes" in self.faults:
-                write = _corrupting(response.write, end - start + 1)
+        write = response.write
+        if "corrupt-bytes" in self.faults:
+            write = _corrupting(response.write, end - start + 1)
+
+        async def send() -> int:
+            await response.prepare(request)
             try:
-                sent = await stream_growing(fill, fd, start, end, write) if size else 0
+                return await stream_growing(fill, fd, start, end, write, backed_up(request)) \
+                    if size else 0
             except StreamBroken as broken:
                 if not isinstance(broken.cause, Uncacheable):
                     raise
                 _uncached(fill.digest, name, request, broken.cause)
-                sent = broken.sent + await finish_uncached(
+                return broken.sent + await finish_uncached(
                     fetch, fill.digest, size, start + broken.sent, end, write)
-        except FillFailed as exc:
-            break_off(request, exc, digest=str(fill.digest), repo=name,
-                      client=client_address(request))
-        except ConnectionError:
-            emit("blob.client_gone", digest=str(fill.digest), repo=name,
-                 client=client_address(request))
+
+        sent = await _deliver(request, fill.digest, name, send)
+        if sent is None:
             return response
         self.metrics.served_bytes.inc(sent)
         emit("blob.join" if joined else "blob.miss", digest=str(fill.digest), repo=name,
@@ -343,7 +354,6 @@ class BlobHandler:
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
-
 
     async def _serve_uncached(self, request: web.Request, fetch, digest: Digest, name: str,
                               user: str | None, began: float,
@@ -374,15 +384,13 @@ class BlobHandler:
                 return shaped  # 416
             response, start, end = shaped
             self.metrics.misses.inc()
-            await response.prepare(request)
-            try:
-                sent = await relay_verified(upstream, digest, size, start, end, response.write)
-            except (FillFailed, aiohttp.ClientError, TimeoutError) as exc:
-                break_off(request, exc, digest=str(digest), repo=name,
-                          client=client_address(request))
-            except ConnectionError:
-                emit("blob.client_gone", digest=str(digest), repo=name,
-                     client=client_address(request))
+
+            async def send() -> int:
+                await response.prepare(request)
+                return await relay_verified(upstream, digest, size, start, end, response.write)
+
+            sent = await _deliver(request, digest, name, send)
+            if sent is None:
                 return response
         finally:
             answer.release()
@@ -392,6 +400,19 @@ class BlobHandler:
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
+
+
+async def _deliver(request: web.Request, digest: Digest, name: str,
+                   send: Callable[[], Awaitable[int]]) -> int | None:
+    """The bytes ``send()`` sent to the client; None when the client left (logged, dropped).
+    A transfer that failed (its bytes did not verify, or stopped coming) is broken off."""
+    try:
+        return await send()
+    except ConnectionError:  # before ClientError: aiohttp's reset is both
+        client_gone(request, digest=str(digest), repo=name, client=client_address(request))
+        return None
+    except (FillFailed, aiohttp.ClientError, TimeoutError) as exc:
+        break_off(request, exc, digest=str(digest), repo=name, client=client_address(request))
 
 
 def _uncached(digest: Digest, name: str, request: web.Request, reason: Exception) -> None:

@@ -206,6 +206,11 @@ def describe(config: CacheConfig) -> dict:
         "limits": {"tls_handshake_timeout_s": config.limits.handshake_timeout,
                    "header_timeout_s": config.limits.header_timeout,
                    "keepalive_timeout_s": config.limits.keepalive_timeout,
-                   "max_connections": config.limits.max_connections},
+                   "max_connections": config.limits.max_connections,
+                   "max_client_connections": config.limits.max_client_connections,
+                   "max_fills": config.limits.max_fills,
+                   "clock_leeway_s": config.limits.clock_leeway,
+                   "max_token_lifetime_s": config.limits.max_token_lifetime,
+                   "keys_refresh_s": config.limits.keys_refresh},
         "public_debug": config.public_debug,
     }

@@ -196,6 +196,22 @@ def set_process_label(label: str) -> None:
     _process_label = label
 
 
+class Every:
+    """A gate for lines that repeat while a condition lasts (a limit reached): ``due()`` is
+    True at most once every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 10.0):
+        self.interval = interval
+        self._last = -interval
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
+
+
 def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one fact: ``emit("blob.hit", digest=..., repo=..., bytes=..., ms=...)``."""
     LOGGER.log(level, event, extra={"event": event, "fields": fields})

@@ -21,6 +21,7 @@ import errno
 import hashlib
 import logging
 import os
+import select
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,6 +33,10 @@ from .storage import BlobStore
 from .upstream import UpstreamResponse, relay_headers
 
 READ_CHUNK = 256 * 1024
+# A client whose connection is backed up (its socket takes no more, or its transport holds
+# unsent bytes: a slow reader) is read for SLOW_CHUNK at a time, so that what waits for it in
+# this process (with the connection's write buffer bound: guard.WRITE_HIGH_WATER) stays small.
+SLOW_CHUNK = 64 * 1024
 MAX_ERROR_BODY = 64 * 1024
 
 
@@ -242,10 +247,12 @@ class Growing(Protocol):
 
 
 async def stream_growing(source: Growing, fd: int, start: int, end: int,
-                         write: Callable[[bytes], Awaitable[None]]) -> int:
+                         write: Callable[[bytes], Awaitable[None]],
+                         backed_up: Callable[[], bool] | None = None) -> int:
     """Send bytes ``start..end`` (inclusive) of ``fd`` as ``source`` writes them; the last
     byte only once ``source`` is done (verified). Returns the bytes sent; ``StreamBroken``
-    (with the bytes sent) when ``source`` failed."""
+    (with the bytes sent) when ``source`` failed. ``backed_up``: whether the client's
+    connection is backed up (``backed_up``); while it is, reads are ``SLOW_CHUNK`` long."""
     pos = start
     while pos <= end:
         if source.error is not None:
@@ -254,7 +261,8 @@ async def stream_growing(source: Growing, fd: int, start: int, end: int,
         if pos > limit:
             await source.wait_change()
             continue
-        chunk = os.pread(fd, min(READ_CHUNK, limit - pos + 1), pos)
+        want = SLOW_CHUNK if backed_up is not None and backed_up() else READ_CHUNK
+        chunk = os.pread(fd, min(want, limit - pos + 1), pos)
         if not chunk:
             raise StreamBroken(FillFailed("upload shrank while streaming"), pos - start)
         await write(chunk)
@@ -264,6 +272,19 @@ async def stream_growing(source: Growing, fd: int, start: int, end: int,
         await asyncio.sleep(0)
         pos += len(chunk)
     return pos - start
+
+
+def backed_up(request) -> Callable[[], bool]:
+    """Whether ``request``'s connection is backed up now: its transport holds unsent bytes,
+    or its socket takes no more (False once it is gone)."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return lambda: False
+    writable = select.poll()
+    writable.register(sock.fileno(), select.POLLOUT)
+    buffered = transport.get_write_buffer_size
+    return lambda: bool(buffered() or not writable.poll(0))
 
 
 class FillRegistry:

@@ -18,17 +18,21 @@ import contextlib
 import logging
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-from .events import emit
+from . import heap
+from .events import Every, emit
 from .limits import Limits
 
-LIMIT_LOG_INTERVAL = 10.0  # seconds between connections.limit lines while at the limit
+# A client connection's write buffer: writing pauses above it (uvloop's TLS default is 512 KiB,
+# which a slow reader keeps full), so with fill.SLOW_CHUNK reads a slow reader holds about
+# 2 x 64 KiB of the process, as nginx's 2 x 32 KiB output buffers do.
+WRITE_HIGH_WATER = 64 * 1024
+LIMIT_LOG_INTERVAL = 10.0  # seconds between connections.limit lines while at a limit
 ACCEPT_BATCH = 64  # connections accepted at once when several are waiting
 
 
@@ -48,6 +52,9 @@ class GuardedHandler(web.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        limit = getattr(transport, "set_write_buffer_limits", None)  # uvloop's: no base class
+        if limit is not None:
+            limit(high=WRITE_HIGH_WATER)
         self._arm()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -145,8 +152,8 @@ class GuardedSite(web.BaseSite):
         self._room = asyncio.Event()
         self._accepting: asyncio.Task | None = None
         self._opening: set[asyncio.Task] = set()
-        self._limit_logged = 0.0
-        self._client_limit_logged = 0.0
+        self._limit_logged = Every(LIMIT_LOG_INTERVAL)
+        self._client_limit_logged = Every(LIMIT_LOG_INTERVAL)
         host, port = sock.getsockname()[:2]
         self._name = f"{'https' if ssl_context else 'http'}://{host}:{port}"
 
@@ -213,18 +220,14 @@ class GuardedSite(web.BaseSite):
         task.add_done_callback(self._opening.discard)
 
     def _at_limit(self) -> None:
-        now = time.monotonic()
-        if now - self._limit_logged >= LIMIT_LOG_INTERVAL:
-            self._limit_logged = now
+        if self._limit_logged.due():
             emit("connections.limit", logging.WARNING, connections=self._active,
                  max_connections=self._limits.max_connections,
                  action="not accepting until a connection closes (set "
                         "DTRCACHE_MAX_CONNECTIONS to change the limit)")
 
     def _at_client_limit(self, client: str) -> None:
-        now = time.monotonic()
-        if now - self._client_limit_logged >= LIMIT_LOG_INTERVAL:
-            self._client_limit_logged = now
+        if self._client_limit_logged.due():
             emit("connections.client_limit", logging.WARNING, client=client,
                  connections=self._by_client.get(client, 0),
                  max_client_connections=self._limits.max_client_connections,
@@ -240,6 +243,7 @@ class GuardedSite(web.BaseSite):
             if not released:
                 released = True
                 self._active -= 1
+                heap.closed()
                 left = self._by_client[client] - 1
                 if left:
                     self._by_client[client] = left

@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from .errors import break_off, oci_error
+from .errors import break_off, client_gone, oci_error
 from .events import emit
-from .fill import Fill, FillFailed, StreamBroken, Uncacheable, stream_growing
+from .fill import Fill, FillFailed, StreamBroken, Uncacheable, backed_up, stream_growing
 from .metrics import Metrics
 from .ranges import blob_response
 
@@ -110,9 +110,9 @@ Resume = Callable[[int, int, Callable[[bytes], Awaitable[None]]], Awaitable[int]
 async def serve(request: web.Request, answer: aiohttp.ClientResponse, began: float,
                 metrics: Metrics, resume: Resume) -> web.StreamResponse | None:
     """The server process's side: stream the fetcher's file to the client. If the file is
-    already gone, a failed fill answers 502 and a finished one not kept answers None: ask
-    again, for the bytes. ``resume(start, size, write)``: the rest of the blob from the
-    fetcher, when its fill could not be stored."""
+    already gone, a failed fill answers 502, and one not kept (its storage failed, or a test
+    fault) None: ask again, for the bytes. ``resume(start, size, write)``: the rest of the
+    blob from the fetcher, when its fill could not be stored."""
     size = int(answer.headers[SIZE])
     digest = answer.headers["Docker-Content-Digest"]
     repo = request.match_info.get("name")
@@ -126,16 +126,17 @@ async def serve(request: web.Request, answer: aiohttp.ClientResponse, began: flo
         except FileNotFoundError:  # gone: learn why before asking again
             while not remote.done and remote.error is None:
                 await remote.wait_change()
-            if remote.error is not None:  # nothing sent yet: a registry error, not a retry
+            if remote.error is not None and not isinstance(remote.error, Uncacheable):
+                # nothing sent yet: a registry error, not a retry
                 return oci_error(502, "UNAVAILABLE", "upstream fetch failed", str(remote.error))
-            return None  # done but not kept (a test fault): the fetcher relays the bytes
+            return None  # not kept (storage failed, or a test fault): the fetcher relays it
     try:
         response, _, _ = blob_response(request, digest, size, "MISS")  # no Range: the whole
         await response.prepare(request)
         try:
             try:
-                sent = await stream_growing(remote, fd, 0, size - 1, response.write) \
-                    if size else 0
+                sent = await stream_growing(remote, fd, 0, size - 1, response.write,
+                                            backed_up(request)) if size else 0
             except StreamBroken as broken:
                 if not isinstance(broken.cause, Uncacheable):
                     raise
@@ -143,7 +144,7 @@ async def serve(request: web.Request, answer: aiohttp.ClientResponse, began: flo
         except FillFailed as exc:
             break_off(request, exc, digest=digest, repo=repo, client=request.remote)
         except ConnectionError:
-            emit("blob.client_gone", digest=digest, repo=repo, client=request.remote)
+            client_gone(request, digest=digest, repo=repo, client=request.remote)
             return response
     finally:
         os.close(fd)
