@@ -205,6 +205,7 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+@pytest.mark.slow
 def test_slow_readers_of_a_hit_hold_a_bounded_buffer_and_give_it_back(registry, make_cache,
                                                                       push, client, pki):
     digest, _ = push(registry, size=8 * 1024 * 1024)
