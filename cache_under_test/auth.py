@@ -41,6 +41,9 @@ from .upstream import AllUpstreamsFailed, UpstreamPool
 # that started before DTR answered recovers at once.
 KEY_REFRESH_AFTER_SUCCESS = 1.0
 KEY_REFRESH_AFTER_FAILURE = 0.5
+# Tokens whose verification is remembered (a client's Range requests and retries, and joins,
+# send the same signed URL again): an ECDSA verification is a tenth of a small hit's time.
+VERIFIED_MEMO = 1024
 SKEW_LOG_INTERVAL = 60.0  # s between auth.clock_skew lines for a skew that stays the same
 SKEW_SEEN = 1.0  # s: an iat less far ahead than this is rounding, not skew
 
@@ -62,6 +65,10 @@ class Authorizer:
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task | None = None
         self._skew_logged = (0.0, -SKEW_LOG_INTERVAL)  # (skew, monotonic time) last logged
+        # (token, repository, digest) -> its grant, while the keys stay the same: the
+        # verdict of the same text under the same keys changes only with the clock, and the
+        # expiry is checked again on every use.
+        self._verified: dict[tuple[str, str, str], BlobGrant] = {}
         pool.token_verifier = self.verify_token
 
     async def start(self) -> None:
@@ -100,6 +107,7 @@ class Authorizer:
                     return False
                 document = json.loads(await answer.response.read())
                 self.keys.update(document)
+                self._verified.clear()  # a withdrawn key must stop verifying at once
             except (ValueError, KeyError, TypeError) as exc:
                 emit("keys.unavailable", logging.WARNING, upstream=answer.upstream,
                      error=f"bad JWKS: {exc}"[:300])
@@ -112,7 +120,14 @@ class Authorizer:
             return True
 
     async def verify_token(self, token: str, repository: str, digest: str) -> BlobGrant:
-        """Verify a signed blob token; an unknown key id triggers one refetch of the keys."""
+        """Verify a signed blob token; an unknown key id triggers one refetch of the keys.
+        A token verified before under the same keys is only checked for expiry."""
+        memo = (token, repository, digest)
+        grant = self._verified.get(memo)
+        if grant is not None:
+            if self.ignore_expiry or grant.expires_at + self.leeway >= time.time():
+                return grant
+            del self._verified[memo]  # expired: verify_token says so below
         try:
             try:
                 grant = self._verify(token, repository, digest)
@@ -126,6 +141,9 @@ class Authorizer:
         ahead = grant.issued_at - time.time()
         if ahead >= SKEW_SEEN:
             self._skew(ahead, refused=False)
+        if len(self._verified) >= VERIFIED_MEMO:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[memo] = grant
         return grant
 
     def _verify(self, token: str, repository: str, digest: str) -> BlobGrant:

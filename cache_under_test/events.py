@@ -165,6 +165,9 @@ def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     # A record that fails to format is reported by logging itself, raw, with its arguments
     # (which may hold a secret): drop it instead.
     logging.raiseExceptions = False
+    # Nothing here logs the pid or the thread (the process label says which process): a
+    # LogRecord need not look them up for every line.
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
 
 
 def capture_process_errors() -> None:

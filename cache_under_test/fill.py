@@ -33,10 +33,13 @@ from .storage import BlobStore
 from .upstream import UpstreamResponse, relay_headers
 
 READ_CHUNK = 256 * 1024
-# A client whose connection is backed up (its socket takes no more, or its transport holds
-# unsent bytes: a slow reader) is read for SLOW_CHUNK at a time, so that what waits for it in
-# this process (with the connection's write buffer bound: guard.WRITE_HIGH_WATER) stays small.
+# A client whose connection is backed up (its transport holds bytes its socket did not take:
+# a slow reader) is read for SLOW_CHUNK at a time, so that what waits for it in this process
+# (with the connection's write buffer bound: guard.WRITE_HIGH_WATER) stays small.
 SLOW_CHUNK = 64 * 1024
+# Whether a connection is backed up is asked only once this much of a response went out:
+# smaller answers never pin more than this, and do not pay for the question.
+SLOW_AFTER = 1024 * 1024
 MAX_ERROR_BODY = 64 * 1024
 
 
@@ -261,7 +264,8 @@ async def stream_growing(source: Growing, fd: int, start: int, end: int,
         if pos > limit:
             await source.wait_change()
             continue
-        want = SLOW_CHUNK if backed_up is not None and backed_up() else READ_CHUNK
+        want = SLOW_CHUNK if backed_up is not None and pos - start >= SLOW_AFTER \
+            and backed_up() else READ_CHUNK
         chunk = os.pread(fd, min(want, limit - pos + 1), pos)
         if not chunk:
             raise StreamBroken(FillFailed("upload shrank while streaming"), pos - start)
@@ -275,16 +279,17 @@ async def stream_growing(source: Growing, fd: int, start: int, end: int,
 
 
 def backed_up(request) -> Callable[[], bool]:
-    """Whether ``request``'s connection is backed up now: its transport holds unsent bytes,
-    or its socket takes no more (False once it is gone)."""
+    """Whether ``request``'s connection is backed up now: its transport holds bytes the socket
+    did not take, or its socket's buffer is filling up (not writable: a poll, the one system
+    call). False once it is gone."""
     transport = request.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return lambda: False
+    buffered = transport.get_write_buffer_size
     writable = select.poll()
     writable.register(sock.fileno(), select.POLLOUT)
-    buffered = transport.get_write_buffer_size
-    return lambda: bool(buffered() or not writable.poll(0))
+    return lambda: buffered() > 0 or not writable.poll(0)
 
 
 class FillRegistry:
