@@ -69,7 +69,8 @@ class Cache:
                                  fetch_timeout=config.fetchtimeout,
                                  max_fills=config.limits.max_fills)
         self.fills = FillRegistry(self.store, self.metrics,
-                                  keep="never-store" not in config.test_faults)
+                                  keep="never-store" not in config.test_faults,
+                                  single_flight="no-single-flight" not in config.test_faults)
         self.auth = Authorizer(self.pool, "ignore-expiry" in config.test_faults,
                                leeway=config.limits.clock_leeway,
                                max_lifetime=config.limits.max_token_lifetime,

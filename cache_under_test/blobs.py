@@ -172,6 +172,8 @@ class BlobHandler:
     def _open_fresh(self, digest: Digest, name: str) -> _Hit | None:
         """The stored copy of ``digest``, open, unless it has expired (then the fetcher, or
         the only process, removes it: it is fetched again)."""
+        if "refetch-always" in self.faults:
+            return None  # TEST-ONLY: every request a miss, the copy rewritten by its fill
         opened = self.store.open(digest)
         if opened is None:
             return None
