@@ -178,7 +178,8 @@ class Cache:
             return oci_error(400, code, str(exc))
         except InvalidDigest as exc:
             return oci_error(400, "DIGEST_INVALID", str(exc))
-        return await self._pass_through(request, f"/v2/{name}/manifests/{reference}")
+        return await self._pass_through(request, f"/v2/{name}/manifests/{reference}",
+                                        counted="manifest")
 
     async def tags(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -188,8 +189,11 @@ class Cache:
         query = f"?{request.query_string}" if request.query_string else ""
         return await self._pass_through(request, f"/v2/{name}/tags/list{query}")
 
-    async def _pass_through(self, request: web.Request, path: str) -> web.StreamResponse:
-        """Ask the upstream (DTR stays the source of truth for tags) and stream its answer."""
+    async def _pass_through(self, request: web.Request, path: str,
+                            counted: str | None = None) -> web.StreamResponse:
+        """Ask the upstream (DTR stays the source of truth for tags) and stream its answer;
+        ``counted``: the type under which distribution's proxy counters count it (a manifest
+        from the upstream is a miss, as in distribution's proxy)."""
         headers = {h: ", ".join(request.headers.getall(h)) for h in FORWARDED_HEADERS
                    if h in request.headers}
         try:
@@ -203,10 +207,15 @@ class Cache:
             if length and length.isdigit():
                 response.content_length = int(length)
             await response.prepare(request)
+            relayed_bytes = 0
             if request.method == "GET":
                 async for chunk in answer.response.content.iter_any():
                     await response.write(chunk)
+                    relayed_bytes += len(chunk)
             await response.write_eof()
+            if counted and request.method == "GET" and answer.response.status == 200:
+                self.metrics.proxy_pulled(counted, relayed_bytes)
+                self.metrics.proxy_served(counted, relayed_bytes, hit=False)
             return response
         finally:
             answer.release()

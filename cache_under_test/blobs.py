@@ -288,6 +288,7 @@ class BlobHandler:
         if sent is None:
             return response
         self.metrics.hits.inc()
+        self.metrics.proxy_served("blob", size, hit=True)
         self.metrics.served_bytes.inc(sent)
         # Logged before the final flush: by the time the client has it all, the line is out.
         emit("blob.hit", digest=str(hit.digest), repo=name, bytes=sent, size=size,
@@ -327,6 +328,7 @@ class BlobHandler:
         response, start, end = answer
         counter = self.metrics.joins if joined else self.metrics.misses
         counter.inc()
+        self.metrics.proxy_served("blob", size, hit=False)
         if handoff.wanted(request) and "corrupt-bytes" not in self.faults:
             return await handoff.send_progress(request, fill, str(self.store.path(fill.digest)),
                                                joined, user)
@@ -386,6 +388,8 @@ class BlobHandler:
                 return shaped  # 416
             response, start, end = shaped
             self.metrics.misses.inc()
+            self.metrics.proxy_served("blob", size, hit=False)
+            self.metrics.proxy_pulled("blob", size)
 
             async def send() -> int:
                 await response.prepare(request)

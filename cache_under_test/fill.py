@@ -161,6 +161,8 @@ class Fill:
                 self.upload.unlink()  # readers hold their fd: they still get the bytes
             self.store.record_write_ok()
             self.done = True
+            if self.metrics:
+                self.metrics.proxy_pulled("blob", self.written)
             emit("blob.fetched", digest=str(self.digest), repo=self.repo, bytes=self.written,
                  ms=round((time.monotonic() - began) * 1000, 1), upstream=self.upstream)
         except BaseException as exc:
