@@ -25,6 +25,7 @@ from .config_downstream import (
     downstream_values,
 )
 from .config_http import DebugListener, TLSFiles, http_section
+from .config_log import LogOutput, log_output
 from .durations import human
 from .limits import PUBLIC_DEBUG_ENV, Limits, limits_from_env, public_debug
 
@@ -70,6 +71,7 @@ class CacheConfig:
     test_faults: frozenset[str] = frozenset()   # TEST-ONLY (cache_under_test.faults)
     limits: Limits = field(default_factory=Limits)  # timeouts, connections (limits.py)
     public_debug: bool = False  # /metrics and the detailed /health on the public listener
+    output: LogOutput = field(default_factory=LogOutput)  # DTRCACHE_PROFILE, log.formatter...
 
 
 def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> CacheConfig:
@@ -92,6 +94,7 @@ def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = Non
     config.overrides = overrides
     problems: list[str] = []
     config.limits = limits_from_env(environ, problems)
+    config.output = log_output(raw, environ, problems)
     if problems:
         raise ConfigError(problems)
     if public_debug(environ):
@@ -213,4 +216,5 @@ def describe(config: CacheConfig) -> dict:
                    "max_token_lifetime_s": config.limits.max_token_lifetime,
                    "keys_refresh_s": config.limits.keys_refresh},
         "public_debug": config.public_debug,
+        "profile": config.output.profile,
     }

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-from . import heap
+from . import handshakes, heap
 from .events import Every, emit
 from .limits import Limits
 
@@ -271,12 +271,21 @@ class GuardedSite(web.BaseSite):
                 emit("connection.timeout", client=_host(peer), phase="tls handshake",
                      timeout_s=self._limits.handshake_timeout,
                      reason="the TLS handshake did not finish in time; closed")
+            handshakes.refused(peer, self._local(conn), exc)
             conn.close()
             release()
         except BaseException:
             conn.close()
             release()
             raise
+
+
+    def _local(self, conn: socket.socket) -> Any:
+        """The accepted connection's own address (the listener's when it is gone)."""
+        try:
+            return conn.getsockname()
+        except OSError:
+            return self._sock.getsockname()
 
 
 def _host(peer: Any) -> str | None:

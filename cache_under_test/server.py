@@ -16,6 +16,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
+from . import distlog
 from .app import Cache
 from .config import CacheConfig
 from .events import emit
@@ -55,15 +56,18 @@ def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
     if supervisor is not None:
         app.on_startup.append(supervisor.start)
         app.on_shutdown.insert(0, supervisor.stop)
+    # The distribution profile's public listener: no X-Cache, distribution's access lines.
+    public_args = distlog.attach(app) if tls and config.output.profile == "distribution" \
+        else {}
     debug_app = cache.debug_application() if debug_sock is not None else None
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(_serve(config, app, sock, ssl_context, public=tls, debug_app=debug_app,
-                       debug_sock=debug_sock))
+                       debug_sock=debug_sock, public_args=public_args))
 
 
 async def _serve(config: CacheConfig, app: web.Application, sock: socket.socket,
                  ssl_context, *, public: bool, debug_app: web.Application | None,
-                 debug_sock: socket.socket | None) -> None:
+                 debug_sock: socket.socket | None, public_args: dict) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -77,7 +81,7 @@ async def _serve(config: CacheConfig, app: web.Application, sock: socket.socket,
         site: web.BaseSite
         if public:
             site = GuardedSite(runner, sock, ssl_context=ssl_context, limits=config.limits,
-                               handler_args=handler_args)
+                               handler_args={**handler_args, **public_args})
         else:
             site = web.SockSite(runner, sock, ssl_context=ssl_context)
         await site.start()

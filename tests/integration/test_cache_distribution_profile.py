@@ -5,10 +5,18 @@ counters on the debug listener."""
 
 from __future__ import annotations
 
+import json
+import re
+import socket
+import ssl
+import time
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dtr_cache_check.probes.logevidence import refused_handshakes
+from dtr_cache_check.probes.refusal import refused_handshake
 from dtr_cache_formats import distribution_metrics as dm
 
 pytestmark = [pytest.mark.integration]
@@ -50,3 +58,113 @@ def test_the_proxy_counters_move_as_distributions_across_a_miss_then_a_hit(
     after_hit = proxy_counters(cache)
     assert after_hit == {"requests": 2, "hits": 1, "misses": 1, "pulled": size,
                          "pushed": 2 * size}
+
+
+AGENT = "dtr-cache-check/0.1.0 (run profile-test)"
+DISTRIBUTION = {"DTRCACHE_PROFILE": "distribution"}
+
+
+def wait_lines(cache, found, what: str, timeout: float = 5.0):
+    """``found(lines)`` of the cache's log once it is true (lines follow the answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = cache.log_lines()
+        result = found(lines)
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not in {cache.name}'s log within {timeout} s: {what}\n"
+                                 + cache.log_path.read_text()[-3000:])
+        time.sleep(0.05)
+
+
+def access_lines(lines, path: str):
+    return [line for line in lines if line.get("msg") == "response completed"
+            and str(line.get("http.request.uri", "")).split("?")[0] == path]
+
+
+def test_a_pull_through_the_distribution_profile_shows_distributions_lines_only(
+        registry, make_cache, push, pki, processes):
+    size = 200 * 1024
+    digest, _ = push(registry, size=size)
+    cache = make_cache([registry.url], processes=processes, env=DISTRIBUTION)
+    blob = f"/v2/team/app/blobs/{digest}"
+    with httpx.Client(verify=pki.context, timeout=30, headers={"User-Agent": AGENT}) as http:
+        assert http.get(f"{cache.url}/v2/").status_code == 200
+        answers = [http.get(cache.url + blob) for _ in range(2)]  # a miss, then a hit
+        refused = http.get(f"{cache.url}{blob}?dtr_cache_token=not.a-real.secret-token")
+    for answer in answers:
+        assert answer.status_code == 200 and len(answer.content) == size
+        assert "x-cache" not in answer.headers and "server" not in answer.headers
+    assert refused.status_code in (400, 401, 403)
+
+    served = wait_lines(cache, lambda lines: len(access_lines(lines, blob)) >= 2 and lines,
+                        "two access lines for the blob")
+    for line in access_lines(served, blob):
+        assert line.get("http.request.method") == "GET"
+        assert line.get("http.response.status") == "200"
+        assert line.get("http.response.written") == str(size)
+        assert line.get("http.request.useragent") == AGENT
+        assert line.get("vars.digest") == digest and line.get("vars.name") == "team/app"
+        assert line.get("level") == "info" and line.time is not None
+        assert str(line.get("http.request.remoteaddr")).startswith("127.0.0.1:")
+        assert str(line.get("http.response.duration")).endswith("s")
+        assert re.fullmatch(r"[0-9a-f-]{36}", line.get("http.request.id"))
+    assert access_lines(served, "/v2/"), "the /v2/ answer has its line too"
+    errors = wait_lines(cache, lambda lines: [
+        line for line in lines if line.get("msg") == "response completed with error"],
+        "the refused request's error line")
+    assert errors[0].get("level") == "error" and errors[0].get("err.code")
+    text = cache.log_path.read_text()
+    assert "not.a-real.secret-token" not in text, "a token in a URI is redacted"
+    assert "dtr_cache_token=REDACTED" in text
+    assert f'"GET {blob} HTTP/1.1" 200 {size} "" "{AGENT}"' in text  # the combined access log
+    ours = [line for line in served if line.raw.lstrip().startswith("{")
+            or str(line.event or "").startswith("blob.")]
+    assert not ours, f"JSON events in the distribution profile: {ours[:3]}"
+
+
+def test_log_formatter_json_gives_distributions_json_lines(registry, make_cache, push, pki):
+    digest, _ = push(registry, size=64 * 1024)
+    cache = make_cache([registry.url], processes="1",
+                       env={**DISTRIBUTION, "REGISTRY_LOG_FORMATTER": "json",
+                            "REGISTRY_LOG_ACCESSLOG_DISABLED": "true"})
+    blob = f"/v2/team/app/blobs/{digest}"
+    with httpx.Client(verify=pki.context, timeout=30, headers={"User-Agent": AGENT}) as http:
+        assert http.get(cache.url + blob).status_code == 200
+    line = wait_lines(cache, lambda lines: access_lines(lines, blob), "the blob's line")[0]
+    assert line.raw.startswith("{") and line.get("http.response.status") == 200
+    assert line.get("http.response.written") == 64 * 1024
+    assert json.loads(line.raw)["go.version"].startswith("go")
+    assert "HTTP/1.1\" 200" not in cache.log_path.read_text(), "accesslog.disabled is obeyed"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_handshake_the_cache_refuses_is_logged_with_the_clients_port(registry, make_cache,
+                                                                      profile):
+    cache = make_cache([registry.url], env=profile_env(profile))
+    refusal = refused_handshake(cache.url)  # the harness's positive control: 16 zero bytes
+    began = time.monotonic()
+    line = wait_lines(cache, lambda lines: refused_handshakes(lines, refusal.local_port),
+                      f"the refused handshake from port {refusal.local_port}", timeout=2.0)[0]
+    assert time.monotonic() - began < 2.0
+    assert line.get("error") == "tls: first record does not look like a TLS handshake"
+    assert line.get("client") == f"127.0.0.1:{refusal.local_port}"
+    if profile == "distribution":
+        assert re.match(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d http: TLS handshake error from ",
+                        line.raw.split(" | ")[-1])
+    else:
+        assert line.get("event") == "tls.handshake_error"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_client_that_refuses_the_certificate_is_logged(registry, make_cache, profile):
+    cache = make_cache([registry.url], env=profile_env(profile))
+    distrusting = ssl.create_default_context()  # the system roots: not the test CA
+    with socket.create_connection(("127.0.0.1", cache.port)) as sock:
+        port = sock.getsockname()[1]
+        with pytest.raises(ssl.SSLCertVerificationError):
+            distrusting.wrap_socket(sock, server_hostname="127.0.0.1")
+    line = wait_lines(cache, lambda lines: refused_handshakes(lines, port),
+                      f"the distrusting client from port {port}", timeout=2.0)[0]
+    assert line.get("error") == "remote error: tls: unknown certificate authority"

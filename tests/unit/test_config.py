@@ -296,3 +296,22 @@ def test_the_guards_knobs_from_the_environment(pki, tmp_path):
     assert sorted(p.split(":")[0] for p in info.value.problems) == [
         "DTRCACHE_CLOCK_LEEWAY", "DTRCACHE_KEYS_REFRESH", "DTRCACHE_MAX_CLIENT_CONNECTIONS",
         "DTRCACHE_MAX_FILLS", "DTRCACHE_MAX_TOKEN_LIFETIME"]
+
+
+def test_the_profile_is_reference_unless_distribution_is_asked_for(pki, tmp_path):
+    path = write_yaml(tmp_path / "config.yml", good(pki))
+    assert load_config(path, environ={}).output.profile == "reference"
+    dist = load_config(path, environ={"DTRCACHE_PROFILE": "distribution",
+                                      "REGISTRY_LOG_FORMATTER": "json"}).output
+    assert (dist.profile, dist.formatter, dist.access_log) == ("distribution", "json", True)
+    with pytest.raises(ConfigError, match="DTRCACHE_PROFILE: 'distro' is not one of"):
+        load_config(path, environ={"DTRCACHE_PROFILE": "distro"})
+
+
+def test_a_formatter_distribution_would_refuse_stops_the_distribution_profile(pki, tmp_path):
+    raw = good(pki)
+    raw["log"]["formatter"] = "xml"
+    path = write_yaml(tmp_path / "config.yml", raw)
+    with pytest.raises(ConfigError, match=r"log\.formatter: unsupported logging formatter"):
+        load_config(path, environ={"DTRCACHE_PROFILE": "distribution"})
+    assert load_config(path, environ={}).output.profile == "reference"  # its events ignore it
