@@ -16,6 +16,8 @@ traceback redacted); ``debug.started`` (the debug listener, ``http.debug.addr``)
 public listener's door (``guard``): ``request.bad`` (warning: a request the HTTP parser
 refused, one line each, with ``status``, ``reason``, ``error`` and, redacted, ``near``: never a
 traceback), ``connection.timeout`` (info: ``phase`` "tls handshake" or "request header"),
+``tls.handshake_error`` (warning: a client's refused TLS handshake, ``client`` its ``ip:port``,
+``error`` in Go's words: see ``handshakes``),
 ``connections.limit`` (warning: a server process stopped accepting at
 ``DTRCACHE_MAX_CONNECTIONS``), ``connections.client_limit`` (warning: one address at
 ``DTRCACHE_MAX_CLIENT_CONNECTIONS``), ``connection.accept_failed``. Lines from other
