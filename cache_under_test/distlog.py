@@ -89,7 +89,11 @@ def install(output: LogOutput, level: str) -> None:
     _writer = Writer(output, logging.getLevelName(level))
     handler = _Handler()
     for name in ("cache_under_test", "aiohttp", "asyncio"):
-        logging.getLogger(name).handlers[:] = [handler]
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        # Records at info too: start-up's become distribution's words (the writer filters).
+        logger.setLevel(min(logging.INFO, logging.getLevelName(level)))
     logging.getLogger().handlers[:] = [handler]
 
 

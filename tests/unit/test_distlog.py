@@ -104,3 +104,56 @@ def test_a_text_line_puts_time_level_msg_first_then_sorted_fields():
                              {"z": 1, "a": "x y"})
     assert line == ('time="2023-11-14T22:13:20Z" level=info msg="response completed" '
                     'a="x y" z=1')
+
+
+@pytest.fixture
+def installed():
+    """The distribution profile's logging in this process, for one test (then the JSON
+    events again)."""
+    import logging
+
+    from cache_under_test import distlog
+    from cache_under_test.config_log import LogOutput
+    from cache_under_test.events import setup_logging
+
+    distlog.install(LogOutput("distribution", "text", {"environment": "test"}, True), "INFO")
+    yield distlog
+    distlog._writer = None
+    setup_logging("INFO")
+    logging.getLogger().handlers[:] = []
+
+
+def test_our_events_become_words_or_nothing(installed, capfd):
+    from cache_under_test.events import emit
+
+    emit("blob.hit", digest="sha256:" + "a" * 64, repo="team/app", bytes=1)
+    emit("blob.fill_failed", 30, digest="sha256:" + "b" * 64, error="upstream body ended")
+    emit("server.started", addr="0.0.0.0:443", tls=True)
+    emit("server.started", addr="/tmp/dtrcache-x/fetcher.sock", tls=False)
+    out, err = capfd.readouterr()
+    lines = parse_lines(err.splitlines())
+    assert [line.get("msg") for line in lines] == ["upstream body ended", "listening on "
+                                                   "0.0.0.0:443, tls"]
+    assert [line.get("level") for line in lines] == ["warning", "info"]
+    assert all(line.get("environment") == "test" for line in lines), "log.fields on every line"
+    assert "blob." not in err and "digest" not in err and not out
+
+
+def test_a_token_never_reaches_a_line(installed, capfd):
+    installed.writer().logrus(20, "response completed", {
+        "http.request.uri": "/v2/a/blobs/sha256:1?dtr_cache_token=eyJhbGciOiJFUzI1NiJ9.e30.sig"})
+    installed.writer().go_line("http: TLS handshake error from 10.0.0.7:5: EOF")
+    err = capfd.readouterr().err
+    assert "eyJhbGci" not in err and "dtr_cache_token=REDACTED" in err
+    assert parse_lines(err.splitlines())[1].get("client") == "10.0.0.7:5"
+
+
+def test_below_the_log_level_nothing_is_written(capfd):
+    from cache_under_test import distlog
+    from cache_under_test.config_log import LogOutput
+
+    quiet = distlog.Writer(LogOutput("distribution"), 40)  # log.level: error
+    quiet.logrus(20, "response completed", {})
+    quiet.logrus(40, "response completed with error", {"err.code": "unknown"})
+    assert [line.get("level") for line in parse_lines(capfd.readouterr().err.splitlines())] == [
+        "error"]
