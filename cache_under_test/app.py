@@ -44,6 +44,7 @@ FORWARDED_HEADERS = ("Authorization", "Accept", "If-None-Match")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 FILL_SHUTDOWN_GRACE = 3.0  # seconds running fills get at shutdown before they are cancelled
 HEALTH_FETCHER_TIMEOUT = 5.0  # seconds a server process waits for the fetcher's /health
+MAX_RELAYED_ERROR = 64 * 1024  # an upstream's error answer up to this size is relayed whole
 
 
 class Cache:
@@ -202,8 +203,15 @@ class Cache:
             return oci_error(502, "UNAVAILABLE", "no upstream answered", str(exc))
         try:
             relayed = relay_headers(answer.response)
-            response = web.StreamResponse(status=answer.response.status, headers=relayed)
             length = relayed.get("Content-Length")
+            if answer.response.status >= 400 and request.method == "GET" and length \
+                    and length.isdigit() and int(length) <= MAX_RELAYED_ERROR:
+                # A small error answer relayed whole: its OCI errors are then what this
+                # answer's log line says (distlog), as distribution's names them.
+                body = await answer.response.content.read()
+                del relayed["Content-Length"]
+                return web.Response(status=answer.response.status, body=body, headers=relayed)
+            response = web.StreamResponse(status=answer.response.status, headers=relayed)
             if length and length.isdigit():
                 response.content_length = int(length)
             await response.prepare(request)

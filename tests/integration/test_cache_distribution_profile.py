@@ -93,6 +93,7 @@ def test_a_pull_through_the_distribution_profile_shows_distributions_lines_only(
         assert http.get(f"{cache.url}/v2/").status_code == 200
         answers = [http.get(cache.url + blob) for _ in range(2)]  # a miss, then a hit
         refused = http.get(f"{cache.url}{blob}?dtr_cache_token=not.a-real.secret-token")
+        unknown = http.get(f"{cache.url}/v2/team/app/manifests/no-such-tag")
     for answer in answers:
         assert answer.status_code == 200 and len(answer.content) == size
         assert "x-cache" not in answer.headers and "server" not in answer.headers
@@ -115,6 +116,13 @@ def test_a_pull_through_the_distribution_profile_shows_distributions_lines_only(
         line for line in lines if line.get("msg") == "response completed with error"],
         "the refused request's error line")
     assert errors[0].get("level") == "error" and errors[0].get("err.code")
+    assert unknown.status_code == 404
+    manifest = wait_lines(cache, lambda lines: [
+        line for line in lines if line.get("vars.reference") == "no-such-tag"],
+        "the unknown manifest's line")[0]
+    # The upstream's own error, in distribution's words (ErrorCode.Error()).
+    assert (manifest.get("err.code"), manifest.get("http.response.status")) == (
+        "manifest unknown", "404")
     text = cache.log_path.read_text()
     assert "not.a-real.secret-token" not in text, "a token in a URI is redacted"
     assert "dtr_cache_token=REDACTED" in text
