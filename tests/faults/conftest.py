@@ -19,16 +19,18 @@ def bench_for(tmp_path_factory) -> Iterator[Callable[[str], FaultBench]]:
         docker.from_env().ping()
     except docker.errors.DockerException as exc:
         pytest.skip(f"no Docker engine ({exc}); start one with .ci/dockerd.sh")
-    current: dict[str, FaultBench] = {}
+    current: dict[tuple, FaultBench] = {}
 
-    def get(topology: str = "single") -> FaultBench:
-        if topology not in current:
+    def get(topology: str = "single", wan: tuple[str, str] | None = None) -> FaultBench:
+        key = (topology, wan)
+        if key not in current:
             for running in current.values():
                 running.close()
             current.clear()
-            current[topology] = FaultBench(tmp_path_factory.mktemp(f"fault-bench-{topology}"),
-                                           topology=topology)
-        return current[topology]
+            name = topology + (f"-{wan[0]}-{wan[1]}-far" if wan else "")
+            current[key] = FaultBench(tmp_path_factory.mktemp(f"fault-bench-{name}"),
+                                      topology=topology, wan=wan)
+        return current[key]
 
     yield get
     for running in current.values():

@@ -18,11 +18,14 @@ import pytest
 
 from dtr_cache_check.reference.stack.topology import TOPOLOGIES
 from dtr_cache_check.testkit.faults.bench import Outcome
-from dtr_cache_check.testkit.faults.catalog import FAULTS, TTL_CHECK, Fault
+from dtr_cache_check.testkit.faults.catalog import FAULTS, SPEED_CHECKS, TTL_CHECK, Fault
 from dtr_cache_check.testkit.faults.doc import DOC_PATH, render
+from tests.unit.checkfacts import declared
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 FAILED = ("failed", "error")
+# The speed family's checks: measured only for the faults that judge them.
+SPEED = {f.base for f in declared().values() if f.hop == "speed"}
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +36,16 @@ def diagnoses() -> dict[str, Outcome]:
 
 # One bench at a time: the faults of a topology run together (a stable sort keeps the
 # catalog's order within each).
-ORDERED = sorted(FAULTS, key=lambda f: TOPOLOGIES.index(f.topology))
+ORDERED = sorted(FAULTS, key=lambda f: (TOPOLOGIES.index(f.topology), f.wan is not None))
 
 
 @pytest.mark.parametrize("fault", ORDERED, ids=lambda f: f.name)
 def test_fault_is_caught_once_and_explained(bench_for, fault: Fault, diagnoses):
-    bench = bench_for(fault.topology)
+    bench = bench_for(fault.topology, fault.wan)
     try:
         spec = fault.apply(bench)
-        deselect = list(fault.deselect) + ([] if fault.slow_checks else [TTL_CHECK])
+        deselect = list(fault.deselect) + ([] if fault.slow_checks else [TTL_CHECK]) + (
+            [] if fault.check in SPEED else [SPEED_CHECKS])
         outcomes = bench.run_checks(fault.name, deselect=deselect, select=fault.select,
                                     environment=fault.environment, **spec)
     finally:
