@@ -2,7 +2,8 @@
 distribution registry does (Mirantis's content cache is a build of it), so that the harness is
 proven against a cache that does not label its hits.
 
-- No ``X-Cache`` and no ``Server`` header (Go's net/http sends none).
+- No ``X-Cache`` and no ``Server`` header (Go's net/http sends none); the API version
+  header on every answer.
 - No JSON events: logrus lines on stderr, the text formatter unless ``log.formatter: json``
   (registry/registry.go), at ``log.level``, with ``log.fields``. Our warnings and errors
   become logrus lines in words (never ``blob.*`` names); other events are not written.
@@ -30,6 +31,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from dtr_cache_formats.registry_api import API_VERSION, API_VERSION_HEADER
 
 from . import golog
 from .config_log import LogOutput
@@ -138,6 +141,8 @@ async def stamp(request: web.Request, handler) -> web.StreamResponse:
 async def _strip(request: web.BaseRequest, response: web.StreamResponse) -> None:
     response.headers.popall("X-Cache", None)
     response.headers.popall("Server", None)
+    # distribution's App.ServeHTTP sets it on every answer, errors and 404s included.
+    response.headers.setdefault(API_VERSION_HEADER, API_VERSION)
 
 
 def attach(app: web.Application) -> dict[str, Any]:

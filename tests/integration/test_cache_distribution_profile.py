@@ -94,9 +94,12 @@ def test_a_pull_through_the_distribution_profile_shows_distributions_lines_only(
         answers = [http.get(cache.url + blob) for _ in range(2)]  # a miss, then a hit
         refused = http.get(f"{cache.url}{blob}?dtr_cache_token=not.a-real.secret-token")
         unknown = http.get(f"{cache.url}/v2/team/app/manifests/no-such-tag")
+        health = http.get(f"{cache.url}/health")  # an answer of the cache's own, not a blob's
     for answer in answers:
         assert answer.status_code == 200 and len(answer.content) == size
         assert "x-cache" not in answer.headers and "server" not in answer.headers
+    # distribution's App.ServeHTTP sets the API version on every answer.
+    assert health.headers["docker-distribution-api-version"] == "registry/2.0"
     assert refused.status_code in (400, 401, 403)
 
     served = wait_lines(cache, lambda lines: len(access_lines(lines, blob)) >= 2 and lines,
