@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cache_under_test import handshakes
 from dtr_cache_check.probes.logevidence import refused_handshakes
 from dtr_cache_check.probes.refusal import refused_handshake
 from dtr_cache_formats import distribution_metrics as dm
@@ -179,3 +180,25 @@ def test_a_client_that_refuses_the_certificate_is_logged(registry, make_cache, p
     line = wait_lines(cache, lambda lines: refused_handshakes(lines, port),
                       f"the distrusting client from port {port}", timeout=2.0)[0]
     assert line.get("error") == "remote error: tls: unknown certificate authority"
+
+
+def test_a_flood_of_refused_handshakes_is_bounded_per_address(registry, make_cache):
+    cache = make_cache([registry.url], processes="1", env=DISTRIBUTION)
+    ports = [refused_handshake(cache.url).local_port for _ in range(40)]
+    first = wait_lines(cache, lambda lines: refused_handshakes(lines, ports[0]),
+                       "the flood's first line", timeout=2.0)
+    assert first, "the first refusal of an address is always written"
+    time.sleep(0.3)
+    logged = refused_handshakes(cache.log_lines())
+    assert len(logged) <= handshakes.BURST + 2, f"{len(logged)} lines for 40 refusals"
+
+
+def test_a_handshake_that_never_finishes_is_gos_i_o_timeout(registry, make_cache):
+    cache = make_cache([registry.url], processes="1",
+                       env={**DISTRIBUTION, "DTRCACHE_TLS_HANDSHAKE_TIMEOUT": "0.5"})
+    with socket.create_connection(("127.0.0.1", cache.port)) as silent:
+        port = silent.getsockname()[1]
+        line = wait_lines(cache, lambda lines: refused_handshakes(lines, port),
+                          f"the silent client from port {port}", timeout=3.0)[0]
+    assert re.fullmatch(rf"read tcp 127\.0\.0\.1:{cache.port}->127\.0\.0\.1:{port}: i/o timeout",
+                        line.get("error"))
