@@ -11,9 +11,9 @@ Supervision is crash-only: if a server process dies, the fetcher logs ``process.
 stops the whole cache with a non-zero status, for the orchestrator (swarm, Docker's restart
 policy) to restart it; if the fetcher dies, the servers see their lifeline pipe close and exit.
 
-The processes share a private directory (``dtrcache-*`` in the temp directory: the fetcher's
-socket, the metrics files, what the run verified). Every process of the run holds a lock on
-its ``lock`` file; a start removes the directories whose lock nobody holds any more (left by a
+The processes share a private directory (``dtrcache-XXXXXXXX`` in the temp directory: the
+fetcher's socket, the metrics files, what the run verified), whose ``owner`` file names the
+fetcher (pid and start time). A start removes the directories whose fetcher is gone (left by a
 ``kill -9`` of every process), logged as ``processes.cleaned``.
 """
 
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -37,7 +37,8 @@ from .multiproc import METRICS_ENV
 
 PROCESSES_ENV = "DTRCACHE_PROCESSES"
 PRIVATE_PREFIX = "dtrcache-"
-STALE_UNLOCKED = 60.0  # s: a private directory without its lock file this old is stale
+PRIVATE_NAME = re.compile(r"dtrcache-[a-z0-9_]{8}")  # mkdtemp's: not the image builder's
+STALE_UNOWNED = 60.0  # s: a private directory without its owner file this old is stale
 
 SERVER_STOP_WAIT = 7.0  # a server's own shutdown allows 5 s for responses in flight
 
@@ -67,32 +68,51 @@ def listen_tcp(host: str, port: int) -> socket.socket:
 
 
 def remove_stale_private_dirs(parent: Path | None = None) -> list[str]:
-    """Remove the private directories (``PRIVATE_PREFIX*``, ours) that no live cache holds:
-    their ``lock`` is free, or missing on a directory older than ``STALE_UNLOCKED``."""
+    """Remove the private directories (ours: ``PRIVATE_NAME``, this user's, with an ``owner``
+    or, older than ``STALE_UNOWNED``, a ``metrics`` directory) whose fetcher is gone."""
     parent = Path(tempfile.gettempdir()) if parent is None else parent
     removed = []
     for candidate in parent.glob(f"{PRIVATE_PREFIX}*"):
         try:
-            if not candidate.is_dir() or candidate.stat().st_uid != os.getuid():
+            if not PRIVATE_NAME.fullmatch(candidate.name) or not candidate.is_dir() \
+                    or candidate.stat().st_uid != os.getuid():
                 continue
-            fd = os.open(candidate / "lock", os.O_RDONLY)
-        except FileNotFoundError:  # not locked yet (just made), or never (an older version)
+            owner = (candidate / "owner").read_text().split()
+        except FileNotFoundError:  # being made right now, or left before it had an owner
             with contextlib.suppress(OSError):
-                if time.time() - candidate.stat().st_mtime > STALE_UNLOCKED:
+                if (candidate / "metrics").is_dir() and \
+                        time.time() - candidate.stat().st_mtime > STALE_UNOWNED:
                     shutil.rmtree(candidate, ignore_errors=True)
                     removed.append(str(candidate))
             continue
         except OSError:
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # a live cache's
-        finally:
-            os.close(fd)  # releases the lock, if we took it
+        if len(owner) == 2 and owner[0].isdigit() and _started(int(owner[0])) == owner[1]:
+            continue  # its fetcher runs
         shutil.rmtree(candidate, ignore_errors=True)
         removed.append(str(candidate))
     return removed
+
+
+def _started(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, from /proc), "-" when unknown,
+    "" when there is no such process: a pid and its start time name one process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        return ""
+    except (OSError, IndexError):
+        return "-" if _exists(pid) else ""
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run(config: CacheConfig, servers: int) -> int:
@@ -105,8 +125,7 @@ def run(config: CacheConfig, servers: int) -> int:
     if servers > 1:
         try:
             private = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))  # 0700: this user only
-            lock = os.open(private / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(lock, fcntl.LOCK_EX)  # held by every process of the run (inherited)
+            (private / "owner").write_text(f"{os.getpid()} {_started(os.getpid())}\n")
         except OSError as exc:  # e.g. a read-only root file system without a /tmp volume
             emit("config.warning", logging.WARNING, problem=f"cannot create a private directory "
                  f"for the cache's processes ({exc}); running as one process")
