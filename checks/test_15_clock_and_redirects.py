@@ -15,7 +15,11 @@ from dtr_cache_check.steps.findings import CLIENT_DTR, fail, requires, unobserve
 # "consequence of" it).
 REDIRECTED = "test_3_blobs_redirect_to_the_registered_cache"
 SERVED = "test_4_cache_serves_each_blob_without_authorization"
-pytestmark = [pytest.mark.family("clock and redirects"), pytest.mark.hop(CLIENT_DTR)]
+# Each asks DTR and the cache over TLS: a hop that does not answer or is not trusted is the TLS
+# checks' diagnosis, and these fail as its consequence.
+pytestmark = [pytest.mark.family("clock and redirects"), pytest.mark.hop(CLIENT_DTR),
+              pytest.mark.requires("test_client_trusts_the_server[client->DTR]",
+                                   "test_client_trusts_the_server[client->cache]")]
 
 
 def _judge(findings: list[HopFinding], evidence) -> None:

@@ -21,15 +21,17 @@ def bench_for(tmp_path_factory) -> Iterator[Callable[[str], FaultBench]]:
         pytest.skip(f"no Docker engine ({exc}); start one with .ci/dockerd.sh")
     current: dict[tuple, FaultBench] = {}
 
-    def get(topology: str = "single", wan: tuple[str, str] | None = None) -> FaultBench:
-        key = (topology, wan)
+    def get(topology: str = "single", wan: tuple[str, str] | None = None,
+            profile: str = "reference") -> FaultBench:
+        key = (topology, wan, profile)
         if key not in current:
             for running in current.values():
                 running.close()
             current.clear()
-            name = topology + (f"-{wan[0]}-{wan[1]}-far" if wan else "")
+            name = topology + (f"-{wan[0]}-{wan[1]}-far" if wan else "") + (
+                f"-{profile}" if profile != "reference" else "")
             current[key] = FaultBench(tmp_path_factory.mktemp(f"fault-bench-{name}"),
-                                      topology=topology, wan=wan)
+                                      topology=topology, wan=wan, cache_profile=profile)
         return current[key]
 
     yield get
