@@ -21,6 +21,9 @@ from .blobs import Blob
 from .servers import Lab
 
 _SYSCALLS = ("read", "write", "pread64", "epoll_pwait", "sendmsg", "recvmsg", "futex")
+# A frame of the thread that runs the cache's event loop (the cache runs its loop with
+# asyncio.run in server.serve_on; aiohttp's run_app was its way before the processes).
+_LOOP_FRAMES = ("serve_on ", "run_app ")
 _DSO = re.compile(r"\((\S+?\.so)[.\d]*\)")
 
 
@@ -41,7 +44,7 @@ def summarize(raw: Path, top: int = 12) -> dict[str, Any]:
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
-        if not any(f.startswith("run_app ") for f in frames):
+        if not any(f.startswith(_LOOP_FRAMES) for f in frames):
             continue  # the event loop's thread only (the executor's threads mostly wait)
         n = int(count)
         total += n

@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     setup_logging(config.log_level)
+    if config.output.profile == "distribution":  # distribution's lines instead of events
+        from .distlog import install
+
+        install(config.output, config.log_level)
     capture_process_errors()
     for warning in config.warnings:
         emit("config.warning", logging.WARNING, problem=warning)

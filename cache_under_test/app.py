@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -29,16 +31,20 @@ from .errors import API_VERSION, API_VERSION_HEADER, oci_error
 from .events import emit
 from .fill import FillRegistry
 from .forward import MissForwarder
+from .heap import trim_forever
 from .metrics import Metrics
 from .names import InvalidDigest, InvalidName, parse_name, parse_reference
 from .storage import BlobStore
 from .tls import client_context
 from .upstream import AllUpstreamsFailed, UpstreamPool, relay_headers
+from .verified import VerifiedBlobs
 
 # Request headers a manifest or tag request carries on to the upstream.
 FORWARDED_HEADERS = ("Authorization", "Accept", "If-None-Match")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+FILL_SHUTDOWN_GRACE = 3.0  # seconds running fills get at shutdown before they are cancelled
 HEALTH_FETCHER_TIMEOUT = 5.0  # seconds a server process waits for the fetcher's /health
+MAX_RELAYED_ERROR = 64 * 1024  # an upstream's error answer up to this size is relayed whole
 
 
 class Cache:
@@ -46,24 +52,34 @@ class Cache:
 
     ``fetcher``: in a server process (see ``processes``), the fetcher's Unix socket: blob
     misses are forwarded there, and storage upkeep (crash leftovers, the TTL sweep) is its job.
+    ``private``: with several processes, the run's private directory (what the run verified
+    of the stored blobs is shared there: see ``verified``).
     """
 
-    def __init__(self, config: CacheConfig, fetcher: str | None = None):
+    def __init__(self, config: CacheConfig, fetcher: str | None = None,
+                 private: Path | None = None):
         self.config = config
         self.fetcher_socket = fetcher  # /health asks the fetcher how its writes went
         self.metrics = Metrics()
         self.forwarder = MissForwarder(fetcher, self.metrics) if fetcher else None
         ttl = None if "ignore-ttl" in config.test_faults else config.blobttl
-        self.store = BlobStore(config.root, ttl)
+        self.store = BlobStore(config.root, ttl,
+                               VerifiedBlobs(private / "verified" if private else None))
         self.pool = UpstreamPool(config.upstreams, client_context(config.cas), self.metrics,
                                  own_urls=config.own_urls, min_rate=config.minrate,
-                                 fetch_timeout=config.fetchtimeout)
+                                 fetch_timeout=config.fetchtimeout,
+                                 max_fills=config.limits.max_fills)
         self.fills = FillRegistry(self.store, self.metrics,
-                                  keep="never-store" not in config.test_faults)
-        self.auth = Authorizer(self.pool, "ignore-expiry" in config.test_faults)
+                                  keep="never-store" not in config.test_faults,
+                                  single_flight="no-single-flight" not in config.test_faults)
+        self.auth = Authorizer(self.pool, "ignore-expiry" in config.test_faults,
+                               leeway=config.limits.clock_leeway,
+                               max_lifetime=config.limits.max_token_lifetime,
+                               refresh=config.limits.keys_refresh)
         self.blobs = BlobHandler(self.store, self.pool, self.fills, self.auth, self.metrics,
                                  config.test_faults, self.forwarder)
         self._sweeper: asyncio.Task | None = None
+        self._trimmer: asyncio.Task | None = None
 
     def application(self, *, detail: bool = False) -> web.Application:
         """The cache's routes; ``detail``: also ``/metrics``, and the detailed ``/health``
@@ -83,6 +99,9 @@ class Cache:
             app.router.add_get("/health", self.health_status)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
         app.on_startup.append(self._start)
+        # Fills end first at shutdown (after a grace): their clients then get their answer
+        # (a broken transfer or an error) instead of waiting on a hung upstream until killed.
+        app.on_shutdown.append(self._end_fills)
         app.on_cleanup.append(self._stop)
         return app
 
@@ -107,16 +126,25 @@ class Cache:
         else:
             await self.forwarder.start()
         await self.pool.start()
-        await self.auth.refresh_keys()
+        await self.auth.start()
         if self.store.ttl and self.forwarder is None:
             self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._trimmer = asyncio.create_task(trim_forever())
+        # What start-up made lives as long as the process: out of the cycle collector's way,
+        # so that heap.trim_forever's collections look at connections' objects only.
+        gc.freeze()
+
+    async def _end_fills(self, app: web.Application) -> None:
+        await self.fills.drain(grace=FILL_SHUTDOWN_GRACE)
 
     async def _stop(self, app: web.Application) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._trimmer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.fills.drain()
+        await self.auth.stop()
         await self.pool.close()
         if self.forwarder is not None:
             await self.forwarder.close()
@@ -151,7 +179,8 @@ class Cache:
             return oci_error(400, code, str(exc))
         except InvalidDigest as exc:
             return oci_error(400, "DIGEST_INVALID", str(exc))
-        return await self._pass_through(request, f"/v2/{name}/manifests/{reference}")
+        return await self._pass_through(request, f"/v2/{name}/manifests/{reference}",
+                                        counted="manifest")
 
     async def tags(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -161,8 +190,11 @@ class Cache:
         query = f"?{request.query_string}" if request.query_string else ""
         return await self._pass_through(request, f"/v2/{name}/tags/list{query}")
 
-    async def _pass_through(self, request: web.Request, path: str) -> web.StreamResponse:
-        """Ask the upstream (DTR stays the source of truth for tags) and stream its answer."""
+    async def _pass_through(self, request: web.Request, path: str,
+                            counted: str | None = None) -> web.StreamResponse:
+        """Ask the upstream (DTR stays the source of truth for tags) and stream its answer;
+        ``counted``: the type under which distribution's proxy counters count it (a manifest
+        from the upstream is a miss, as in distribution's proxy)."""
         headers = {h: ", ".join(request.headers.getall(h)) for h in FORWARDED_HEADERS
                    if h in request.headers}
         try:
@@ -171,15 +203,27 @@ class Cache:
             return oci_error(502, "UNAVAILABLE", "no upstream answered", str(exc))
         try:
             relayed = relay_headers(answer.response)
-            response = web.StreamResponse(status=answer.response.status, headers=relayed)
             length = relayed.get("Content-Length")
+            if answer.response.status >= 400 and request.method == "GET" and length \
+                    and length.isdigit() and int(length) <= MAX_RELAYED_ERROR:
+                # A small error answer relayed whole: its OCI errors are then what this
+                # answer's log line says (distlog), as distribution's names them.
+                body = await answer.response.content.read()
+                del relayed["Content-Length"]
+                return web.Response(status=answer.response.status, body=body, headers=relayed)
+            response = web.StreamResponse(status=answer.response.status, headers=relayed)
             if length and length.isdigit():
                 response.content_length = int(length)
             await response.prepare(request)
+            relayed_bytes = 0
             if request.method == "GET":
                 async for chunk in answer.response.content.iter_any():
                     await response.write(chunk)
+                    relayed_bytes += len(chunk)
             await response.write_eof()
+            if counted and request.method == "GET" and answer.response.status == 200:
+                self.metrics.proxy_pulled(counted, relayed_bytes)
+                self.metrics.proxy_served(counted, relayed_bytes, hit=False)
             return response
         finally:
             answer.release()

@@ -4,25 +4,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 
 from . import handoff
 from .auth import Authorizer, denied
 from .blobtoken import TOKEN_PARAM, TokenError
-from .errors import API_VERSION, API_VERSION_HEADER, break_off, oci_error
-from .events import emit
-from .fill import FillFailed, FillRegistry, StorageFailed, UpstreamRefused, stream_growing
+from .errors import API_VERSION, API_VERSION_HEADER, break_off, client_gone, oci_error
+from .events import Every, emit
+from .fill import (
+    MAX_ERROR_BODY,
+    FillFailed,
+    FillRegistry,
+    StorageFailed,
+    StreamBroken,
+    Uncacheable,
+    UpstreamRefused,
+    backed_up,
+    stream_growing,
+)
 from .forward import MissForwarder, client_address
+from .limits import RETRY_AFTER
 from .metrics import Metrics
 from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
 from .ranges import blob_response
-from .storage import BlobStore, StoredBlob
-from .upstream import AllUpstreamsFailed, UpstreamPool, relay_headers
+from .storage import BlobStore
+from .uncached import finish_uncached, relay_verified
+from .upstream import (
+    AllUpstreamsFailed,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamsBusy,
+    relay_headers,
+)
+from .verified import Rehasher
 
+LIMIT_LOG_INTERVAL = 10.0  # seconds between fills.limit lines while at the bound
 _REFUSAL_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "BLOB_UNKNOWN"}
 
 
@@ -39,6 +62,8 @@ class BlobHandler:
         self.fills = fills
         self.auth = auth
         self.metrics = metrics
+        self.rehasher = Rehasher()
+        self._busy_logged = Every(LIMIT_LOG_INTERVAL)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         began = time.monotonic()
@@ -49,19 +74,34 @@ class BlobHandler:
             return oci_error(400, "NAME_INVALID", str(exc))
         except InvalidDigest as exc:
             return oci_error(400, "DIGEST_INVALID", str(exc))
-        if self.forwarder is not None and self._fresh_copy(digest, name) is None:
-            return await self.forwarder.forward(request, began)  # the fetcher authorizes it
+        hit = None
+        if self.forwarder is not None:  # a server process: a copy verified in this run, or
+            hit = self._open_fresh(digest, name)  # the fetcher's business (it authorizes too)
+            if hit is not None and not self.store.verified.check(digest, hit.st):
+                hit.close()
+                hit = None
+            if hit is None:
+                return await self.forwarder.forward(request, began)
+        try:
+            return await self._handle(request, name, digest, hit, began)
+        finally:
+            if hit is not None:
+                hit.close()
 
+    async def _handle(self, request: web.Request, name: str, digest: Digest, hit: _Hit | None,
+                      began: float) -> web.StreamResponse:
         token = request.query.get(TOKEN_PARAM)
         upstream_path = f"/v2/{name}/blobs/{digest}"
         headers: dict[str, str] = {}
         user = None
+        credentials = "anonymous"  # whose upstream answer this client may share (fill.py)
         if token and "skip-token-check" in self.faults and self.store.lookup(digest):
             user = "UNVERIFIED (test fault skip-token-check)"
             upstream_path += f"?{TOKEN_PARAM}={quote(token, safe='')}"
+            credentials = "unverified token"
         elif token:
             try:
-                grant = await self.auth.verify(token, name, str(digest))
+                grant = await self.auth.verify_token(token, name, str(digest))
             except TokenError as exc:
                 denied(exc, repo=name, digest=str(digest), client=client_address(request),
                        status=exc.status)
@@ -69,55 +109,120 @@ class BlobHandler:
                 return oci_error(exc.status, exc.code, str(exc))
             user = grant.user
             upstream_path += f"?{TOKEN_PARAM}={quote(token, safe='')}"
+            credentials = f"token {grant.token_id}"
         elif "Authorization" in request.headers:
             headers["Authorization"] = request.headers["Authorization"]
+            credentials = f"authorization {headers['Authorization']}"
 
-        stored = self._fresh_copy(digest, name)
-        if stored is not None and "corrupt-bytes" in self.faults:
-            body = bytearray(stored.path.read_bytes())
-            if body:
-                body[-1] ^= 0xFF
-            return web.Response(body=bytes(body), headers={"X-Cache": "HIT",
-                                "Docker-Content-Digest": str(digest)})
-        if stored is not None:
-            if not token:
-                refusal = await self._ask_upstream(upstream_path, headers, name, digest, request)
-                if refusal is not None:
-                    return refusal
-            return await self._serve_hit(request, stored, name, user, began)
+        if hit is None:  # the fetcher, or the only process: its own copy, closed here
+            mine = await self._verified_copy(digest, name)
+            if mine is not None:
+                try:
+                    return await self._serve_stored(request, mine, name, user, began, token,
+                                                    upstream_path, headers)
+                finally:
+                    mine.close()
+        else:
+            return await self._serve_stored(request, hit, name, user, began, token,
+                                            upstream_path, headers)
         if request.method == "HEAD":
             return await self._relay_head(request, upstream_path, headers, digest)
-        fill = self.fills.get(digest)
-        if fill is not None and not token:
+        fill = await self.fills.joinable(digest, credentials)
+        if fill is not None and not token and fill.credentials != credentials:
+            # Another client's fill: the upstream must allow this client the blob too.
             refusal = await self._ask_upstream(upstream_path, headers, name, digest, request)
             if refusal is not None:
                 return refusal
-            fill = self.fills.get(digest)
+            fill = await self.fills.joinable(digest, credentials)
         joined = fill is not None
+        if fill is None and not self.pool.has_room():
+            return self._busy(name, digest, request)
+        def fetch() -> Awaitable[UpstreamResponse]:
+            return self.pool.request("GET", upstream_path, headers, fill=True)
+
         if fill is None:
             try:
-                fill = self.fills.begin(digest, name, lambda: self.pool.request(
-                    "GET", upstream_path, headers))
+                fill = self.fills.begin(digest, name, fetch, credentials)
             except StorageFailed as exc:  # logged as storage.error; /health reports it
-                return oci_error(503, "UNAVAILABLE", "the cache's storage cannot take the blob",
-                                 str(exc))
+                return await self._serve_uncached(request, fetch, digest, name, user, began,
+                                                  exc)
         fd = fill.open_reader()
         try:
-            return await self._serve_fill(request, fill, fd, joined, name, user, began)
+            return await self._serve_fill(request, fill, fd, joined, name, user, began, fetch)
         finally:
             os.close(fd)
 
-    def _fresh_copy(self, digest: Digest, name: str) -> StoredBlob | None:
-        stored = self.store.lookup(digest)
-        if stored is not None and self.store.is_expired(stored):
-            if self.forwarder is not None:
-                return None  # the fetcher removes it, then fetches it again
-            if self.fills.get(digest) is None and self.store.remove(digest):
-                self.metrics.expired.inc()
-                emit("blob.expired", digest=str(digest), repo=name, bytes=stored.size,
-                     age_s=round(time.time() - stored.fetched_at, 1), reason="requested")
+    async def _serve_stored(self, request: web.Request, hit: _Hit, name: str,
+                            user: str | None, began: float, token: str | None,
+                            upstream_path: str, headers: dict) -> web.StreamResponse:
+        """A hit: without a token, once the upstream allows this client the blob."""
+        if "corrupt-bytes" in self.faults:
+            body = bytearray(os.pread(hit.fd, hit.st.st_size, 0))
+            if body:
+                body[-1] ^= 0xFF
+            return web.Response(body=bytes(body), headers={"X-Cache": "HIT",
+                                "Docker-Content-Digest": str(hit.digest)})
+        if not token:
+            refusal = await self._ask_upstream(upstream_path, headers, name, hit.digest,
+                                               request)
+            if refusal is not None:
+                return refusal
+        return await self._serve_hit(request, hit, name, user, began)
+
+    def _open_fresh(self, digest: Digest, name: str) -> _Hit | None:
+        """The stored copy of ``digest``, open, unless it has expired (then the fetcher, or
+        the only process, removes it: it is fetched again)."""
+        if "refetch-always" in self.faults:
+            return None  # TEST-ONLY: every request a miss, the copy rewritten by its fill
+        opened = self.store.open(digest)
+        if opened is None:
             return None
-        return stored
+        hit = _Hit(*opened, digest)
+        if self.store.ttl is None or time.time() < hit.st.st_mtime + self.store.ttl:
+            return hit
+        hit.close()
+        if self.forwarder is None and self.fills.get(digest) is None \
+                and self.store.remove(digest):
+            self.metrics.expired.inc()
+            emit("blob.expired", digest=str(digest), repo=name, bytes=hit.st.st_size,
+                 age_s=round(time.time() - hit.st.st_mtime, 1), reason="requested")
+        return None
+
+    async def _verified_copy(self, digest: Digest, name: str) -> _Hit | None:
+        """The fresh stored copy of ``digest``, open, once this run knows its bytes are the
+        digest's (re-hashed if need be); a copy that is not is deleted, logged as
+        ``storage.corrupt``, and None answered (it is fetched again)."""
+        hit = self._open_fresh(digest, name)
+        if hit is None or self.store.verified.check(digest, hit.st):
+            return hit
+        known = self.store.verified.stamp(digest)
+        if known is not None and known.size != hit.st.st_size:
+            problem = f"{hit.st.st_size} bytes on disk, {known.size} verified"
+        elif await self.rehasher.matches(hit.fd, digest, hit.st):
+            self.store.verified.record(digest, hit.st)
+            return hit
+        else:
+            problem = "its bytes do not hash to its digest"
+        hit.close()
+        path = self.store.path(digest)
+        with contextlib.suppress(OSError):
+            if os.stat(path).st_ino == hit.st.st_ino and self.fills.get(digest) is None:
+                self.store.remove(digest)
+        self.metrics.errors.labels(kind="storage corrupt").inc()
+        emit("storage.corrupt", logging.ERROR, digest=str(digest), repo=name, path=str(path),
+             bytes=hit.st.st_size, problem=problem, action="deleted; fetching it again")
+        return None
+
+    def _busy(self, name: str, digest: Digest, request: web.Request) -> web.Response:
+        """503 and Retry-After: every upstream has its bound of fills in flight."""
+        self.metrics.errors.labels(kind="fills limit").inc()
+        if self._busy_logged.due():
+            emit("fills.limit", logging.WARNING, max_fills=self.pool.max_fills,
+                 upstreams=len(self.pool.urls), digest=str(digest), repo=name,
+                 client=client_address(request), action="503 with Retry-After (set "
+                 "DTRCACHE_MAX_FILLS to change the bound)")
+        return oci_error(503, "UNAVAILABLE", "every upstream is busy with other blobs; "
+                         "retry later", headers={"Retry-After": str(RETRY_AFTER)})
 
     async def _ask_upstream(self, path: str, headers: dict, name: str, digest: Digest,
                             request: web.Request) -> web.Response | None:
@@ -164,44 +269,37 @@ class BlobHandler:
         finally:
             answer.release()
 
-    async def _serve_hit(self, request: web.Request, stored: StoredBlob, name: str,
+    async def _serve_hit(self, request: web.Request, hit: _Hit, name: str,
                          user: str | None, began: float) -> web.StreamResponse:
-        try:
-            fd = os.open(stored.path, os.O_RDONLY)
-        except FileNotFoundError:  # removed by the TTL sweep between lookup and open
-            return oci_error(503, "UNAVAILABLE", "blob expired while being served; retry")
-        try:
-            size = os.fstat(fd).st_size
-            answer = blob_response(request, str(stored.digest), size, "HIT")
-            if isinstance(answer, web.Response):
-                return answer  # 416
-            response, start, end = answer
-            try:
-                await response.prepare(request)
-                sent = 0
-                if request.method == "GET" and size:
-                    sent = await stream_growing(_Complete(size), fd, start, end, response.write)
-            except FillFailed as exc:  # truncated on disk behind our back
-                break_off(request, exc, digest=str(stored.digest), repo=name,
-                          client=client_address(request))
-            except ConnectionError:
-                emit("blob.client_gone", digest=str(stored.digest), repo=name,
-                     client=client_address(request))
-                return response
-        finally:
-            os.close(fd)
+        size = hit.st.st_size
+        answer = blob_response(request, str(hit.digest), size, "HIT")
+        if isinstance(answer, web.Response):
+            return answer  # 416
+        response, start, end = answer
+
+        async def send() -> int:
+            await response.prepare(request)
+            if request.method != "GET" or not size:
+                return 0
+            return await stream_growing(_Complete(size), hit.fd, start, end, response.write,
+                                        backed_up(request))  # FillFailed: truncated under us
+
+        sent = await _deliver(request, hit.digest, name, send)
+        if sent is None:
+            return response
         self.metrics.hits.inc()
+        self.metrics.proxy_served("blob", size, hit=True)
         self.metrics.served_bytes.inc(sent)
         # Logged before the final flush: by the time the client has it all, the line is out.
-        emit("blob.hit", digest=str(stored.digest), repo=name, bytes=sent, size=stored.size,
+        emit("blob.hit", digest=str(hit.digest), repo=name, bytes=sent, size=size,
              ms=_ms(began), user=user, method=request.method, client=client_address(request),
-             age_s=round(time.time() - stored.fetched_at, 1))
+             age_s=round(time.time() - hit.st.st_mtime, 1))
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
 
     async def _serve_fill(self, request: web.Request, fill, fd: int, joined: bool, name: str,
-                          user: str | None, began: float) -> web.StreamResponse:
+                          user: str | None, began: float, fetch) -> web.StreamResponse:
         try:
             await asyncio.shield(fill.started)
         except UpstreamRefused as exc:
@@ -209,6 +307,8 @@ class BlobHandler:
                    client=client_address(request), status=exc.status)
             return web.Response(status=exc.status, body=exc.body,
                                 headers=_error_headers(exc.headers))
+        except UpstreamsBusy:
+            return self._busy(name, fill.digest, request)
         except AllUpstreamsFailed as exc:
             return oci_error(502, "UNAVAILABLE", "no upstream could provide the blob", str(exc))
         except FillFailed as exc:
@@ -216,6 +316,9 @@ class BlobHandler:
         if fill.size is None:  # no Content-Length upstream: wait for the whole blob
             while not fill.done and fill.error is None:
                 await fill.wait_change()
+            if isinstance(fill.error, Uncacheable):
+                return await self._serve_uncached(request, fetch, fill.digest, name, user,
+                                                  began, fill.error)
             if fill.error is not None:
                 return oci_error(502, "UNAVAILABLE", "upstream fetch failed", str(fill.error))
         size = fill.size
@@ -225,21 +328,28 @@ class BlobHandler:
         response, start, end = answer
         counter = self.metrics.joins if joined else self.metrics.misses
         counter.inc()
+        self.metrics.proxy_served("blob", size, hit=False)
         if handoff.wanted(request) and "corrupt-bytes" not in self.faults:
             return await handoff.send_progress(request, fill, str(self.store.path(fill.digest)),
                                                joined, user)
-        await response.prepare(request)
-        try:
-            write = response.write
-            if "corrupt-bytes" in self.faults:
-                write = _corrupting(response.write, end - start + 1)
-            sent = await stream_growing(fill, fd, start, end, write) if size else 0
-        except FillFailed as exc:
-            break_off(request, exc, digest=str(fill.digest), repo=name,
-                      client=client_address(request))
-        except ConnectionError:
-            emit("blob.client_gone", digest=str(fill.digest), repo=name,
-                 client=client_address(request))
+        write = response.write
+        if "corrupt-bytes" in self.faults:
+            write = _corrupting(response.write, end - start + 1)
+
+        async def send() -> int:
+            await response.prepare(request)
+            try:
+                return await stream_growing(fill, fd, start, end, write, backed_up(request)) \
+                    if size else 0
+            except StreamBroken as broken:
+                if not isinstance(broken.cause, Uncacheable):
+                    raise
+                _uncached(fill.digest, name, request, broken.cause)
+                return broken.sent + await finish_uncached(
+                    fetch, fill.digest, size, start + broken.sent, end, write)
+
+        sent = await _deliver(request, fill.digest, name, send)
+        if sent is None:
             return response
         self.metrics.served_bytes.inc(sent)
         emit("blob.join" if joined else "blob.miss", digest=str(fill.digest), repo=name,
@@ -248,6 +358,86 @@ class BlobHandler:
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
+
+    async def _serve_uncached(self, request: web.Request, fetch, digest: Digest, name: str,
+                              user: str | None, began: float,
+                              reason: Exception) -> web.StreamResponse:
+        """The client's answer from the upstream, no copy kept: the storage failed."""
+        _uncached(digest, name, request, reason)
+        try:
+            answer = await fetch()
+        except UpstreamsBusy:
+            return self._busy(name, digest, request)
+        except AllUpstreamsFailed as exc:
+            return oci_error(502, "UNAVAILABLE", "no upstream could provide the blob", str(exc))
+        try:
+            upstream = answer.response
+            length = upstream.headers.get("Content-Length", "")
+            if upstream.status != 200:
+                denied("upstream refused", repo=name, digest=str(digest),
+                       client=client_address(request), status=upstream.status)
+                return web.Response(status=upstream.status,
+                                    body=await upstream.content.read(MAX_ERROR_BODY),
+                                    headers=_error_headers(relay_headers(upstream)))
+            if not length.isdigit():
+                return oci_error(502, "UNAVAILABLE", "the upstream sent no Content-Length, and "
+                                 "the cache's storage cannot take the blob")
+            size = int(length)
+            shaped = blob_response(request, str(digest), size, "MISS")
+            if isinstance(shaped, web.Response):
+                return shaped  # 416
+            response, start, end = shaped
+            self.metrics.misses.inc()
+            self.metrics.proxy_served("blob", size, hit=False)
+            self.metrics.proxy_pulled("blob", size)
+
+            async def send() -> int:
+                await response.prepare(request)
+                return await relay_verified(upstream, digest, size, start, end, response.write)
+
+            sent = await _deliver(request, digest, name, send)
+            if sent is None:
+                return response
+        finally:
+            answer.release()
+        self.metrics.served_bytes.inc(sent)
+        emit("blob.miss", digest=str(digest), repo=name, bytes=sent, size=size, ms=_ms(began),
+             upstream=answer.upstream, user=user, client=client_address(request))
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
+        return response
+
+
+async def _deliver(request: web.Request, digest: Digest, name: str,
+                   send: Callable[[], Awaitable[int]]) -> int | None:
+    """The bytes ``send()`` sent to the client; None when the client left (logged, dropped).
+    A transfer that failed (its bytes did not verify, or stopped coming) is broken off."""
+    try:
+        return await send()
+    except ConnectionError:  # before ClientError: aiohttp's reset is both
+        client_gone(request, digest=str(digest), repo=name, client=client_address(request))
+        return None
+    except (FillFailed, aiohttp.ClientError, TimeoutError) as exc:
+        break_off(request, exc, digest=str(digest), repo=name, client=client_address(request))
+
+
+def _uncached(digest: Digest, name: str, request: web.Request, reason: Exception) -> None:
+    emit("blob.uncached", logging.WARNING, digest=str(digest), repo=name,
+         client=client_address(request), reason=str(reason)[:300],
+         action="sending the blob from the upstream without keeping a copy")
+
+
+class _Hit:
+    """A stored copy, open: its fd and fstat (what is served is what was checked)."""
+
+    def __init__(self, fd: int, st: os.stat_result, digest: Digest):
+        self.fd, self.st, self.digest = fd, st, digest
+        self._open = True
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            os.close(self.fd)
 
 
 class _Complete:

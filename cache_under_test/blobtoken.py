@@ -29,7 +29,8 @@ from dtr_cache_formats.blob_token import JWKS_PATH as JWKS_PATH  # re-exported
 from dtr_cache_formats.blob_token import TOKEN_PARAM as TOKEN_PARAM  # re-exported
 
 DEFAULT_TTL = 300.0
-LEEWAY = 10.0
+LEEWAY = 60.0  # s: how far clocks may disagree (distribution's leeway for its tokens)
+MAX_LIFETIME = 3600.0  # s: the longest exp - iat believed (DTR signs tokens for minutes)
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -42,6 +43,14 @@ class TokenError(Exception):
 
 class UnknownKey(TokenError):
     """Signed with a key id this key set does not hold (refetch the keys, then retry once)."""
+
+
+class ClockSkew(TokenError):
+    """Issued (``iat``) further in the future than the leeway: the signer's clock is ahead."""
+
+    def __init__(self, message: str, skew: float):
+        super().__init__(message)
+        self.skew = skew
 
 
 class TokenMismatch(TokenError):
@@ -60,6 +69,7 @@ class BlobGrant:
     digest: str
     expires_at: float
     key_id: str
+    issued_at: float = 0.0  # iat: its distance ahead of this clock is the signer's skew
     # The token's identity: sha256 of its canonical (low-s) spelling, so the two valid
     # spellings of one ECDSA signature, (r, s) and (r, n - s), are one token. Use this, never
     # the token text, wherever a token must be recognised again (replay lists, caches, logs).
@@ -125,9 +135,15 @@ class KeySet:
                 keys[entry["kid"]] = jwt.PyJWK(entry, algorithm=ALGORITHM)
         self.keys = keys
 
-    def verify(self, token: str, *, repository: str, digest: str,
-               now: float | None = None) -> BlobGrant:
-        """Check signature, expiry, audience and the repository and digest bindings.
+    def verify(self, token: str, *, repository: str, digest: str, now: float | None = None,
+               leeway: float = LEEWAY, max_lifetime: float = MAX_LIFETIME) -> BlobGrant:
+        """Check signature, expiry, issue time, lifetime, audience and the repository and
+        digest bindings.
+
+        ``leeway``: how far ``exp`` may be past and ``iat``/``nbf`` ahead of this clock.
+        ``iat`` is required, and ``exp - iat`` may be at most ``max_lifetime``: without a
+        known issue time a token's lifetime cannot be bounded, and DTR's tokens carry one (a
+        token valid for years is a leaked key's best friend, not DTR's way).
 
         Checked here rather than by ``jwt.decode``: this is the one token shape a cache accepts
         (ES256, a kid, fixed claims) and it is checked on every hit, where jwt.decode's
@@ -182,17 +198,28 @@ class KeySet:
         expires = claims.get("exp")
         if not _is_number(expires):
             raise invalid
-        if expires + LEEWAY < (clock if now is None else now):
+        if expires + leeway < (clock if now is None else now):
             raise TokenError("token expired")
-        for claim in ("nbf", "iat"):  # not valid before / issued at: not in the future
-            value = claims.get(claim)
-            if value is not None and (not _is_number(value) or value - LEEWAY > clock):
-                raise invalid
+        issued = claims.get("iat")
+        if not _is_number(issued):
+            raise TokenError("token has no iat (issued at): its lifetime cannot be bounded")
+        if issued - leeway > clock:
+            raise ClockSkew(f"token issued {issued - clock:.0f} s in the future: the signer's "
+                            f"clock is ahead by more than the leeway ({leeway:g} s)",
+                            issued - clock)
+        if expires - issued > max_lifetime:
+            raise TokenError(f"token lifetime {expires - issued:.0f} s is above the maximum "
+                             f"({max_lifetime:g} s)")
+        not_before = claims.get("nbf")
+        if not_before is not None and (not _is_number(not_before)
+                                       or not_before - leeway > clock):
+            raise invalid
         if claims.get("repo") != repository:
             raise TokenMismatch("token is for another repository")
         if claims.get("digest") != digest:
             raise TokenMismatch("token is for another digest")
-        return BlobGrant(claims["sub"], repository, digest, float(expires), kid, token_id)
+        return BlobGrant(claims["sub"], repository, digest, float(expires), kid, float(issued),
+                         token_id)
 
 
 # The order n of the P-256 group (FIPS 186-4 D.1.2.3): an ES256 signature's r and s are in 1..n-1.

@@ -18,8 +18,14 @@ import yaml
 from dtr_cache_formats.registry_config import apply_env_overrides
 
 from . import faults
-from .config_downstream import DEFAULT_MINRATE, downstream_section, downstream_values
+from .config_downstream import (
+    DEFAULT_FETCHTIMEOUT,
+    DEFAULT_MINRATE,
+    downstream_section,
+    downstream_values,
+)
 from .config_http import DebugListener, TLSFiles, http_section
+from .config_log import LogOutput, log_output
 from .durations import human
 from .limits import PUBLIC_DEBUG_ENV, Limits, limits_from_env, public_debug
 
@@ -57,7 +63,7 @@ class CacheConfig:
     cas: list[Path] = field(default_factory=list)
     origin: str | None = None
     minrate: float | None = DEFAULT_MINRATE   # bytes/s; None: no minimum
-    fetchtimeout: float | None = None         # seconds for a whole upstream transfer
+    fetchtimeout: float | None = DEFAULT_FETCHTIMEOUT  # seconds for a whole upstream transfer
     own_urls: list[str] = field(default_factory=list)  # http.host, the listening address
     log_level: str = "INFO"
     warnings: list[str] = field(default_factory=list)
@@ -65,6 +71,7 @@ class CacheConfig:
     test_faults: frozenset[str] = frozenset()   # TEST-ONLY (cache_under_test.faults)
     limits: Limits = field(default_factory=Limits)  # timeouts, connections (limits.py)
     public_debug: bool = False  # /metrics and the detailed /health on the public listener
+    output: LogOutput = field(default_factory=LogOutput)  # DTRCACHE_PROFILE, log.formatter...
 
 
 def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = None) -> CacheConfig:
@@ -87,6 +94,7 @@ def load_config(path: str | os.PathLike, environ: Mapping[str, str] | None = Non
     config.overrides = overrides
     problems: list[str] = []
     config.limits = limits_from_env(environ, problems)
+    config.output = log_output(raw, environ, problems)
     if problems:
         raise ConfigError(problems)
     if public_debug(environ):
@@ -201,6 +209,12 @@ def describe(config: CacheConfig) -> dict:
         "limits": {"tls_handshake_timeout_s": config.limits.handshake_timeout,
                    "header_timeout_s": config.limits.header_timeout,
                    "keepalive_timeout_s": config.limits.keepalive_timeout,
-                   "max_connections": config.limits.max_connections},
+                   "max_connections": config.limits.max_connections,
+                   "max_client_connections": config.limits.max_client_connections,
+                   "max_fills": config.limits.max_fills,
+                   "clock_leeway_s": config.limits.clock_leeway,
+                   "max_token_lifetime_s": config.limits.max_token_lifetime,
+                   "keys_refresh_s": config.limits.keys_refresh},
         "public_debug": config.public_debug,
+        "profile": config.output.profile,
     }

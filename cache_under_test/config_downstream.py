@@ -15,6 +15,8 @@ DOWNSTREAM_OPTIONS = {"blobttl", "upstreams", "cas", "minrate", "fetchtimeout"}
 # An upstream body slower than this (bytes/s, over every upstream.RATE_WINDOW seconds) is broken
 # off; ``minrate: 0`` turns the check off.
 DEFAULT_MINRATE = 1024.0
+# The longest one upstream transfer (a fill) may take when fetchtimeout is not set.
+DEFAULT_FETCHTIMEOUT = 3600.0
 _RATE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMgG]i?)?[bB]?(?:/s)?")
 _RATE_UNITS = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2, "g": 1000**3,
                "gi": 1024**3}
@@ -135,7 +137,10 @@ def _minrate(options: dict, key: str, problems: list[str]) -> float | None:
 
 
 def _fetchtimeout(options: dict, key: str, problems: list[str]) -> float | None:
-    """``fetchtimeout``: the longest one upstream transfer may take, headers and body."""
+    """``fetchtimeout``: the longest one upstream transfer may take, headers and body
+    (``DEFAULT_FETCHTIMEOUT`` when not set)."""
+    if options.get("fetchtimeout") is None:
+        return DEFAULT_FETCHTIMEOUT
     parsed = _duration(options, "fetchtimeout", key, "30m", problems)
     if parsed is None:
         return None
@@ -181,7 +186,7 @@ def downstream_values(options: dict | None, delete_enabled: bool, problems: list
     blobttl = None
     cas: list[Path] = []
     minrate: float | None = DEFAULT_MINRATE
-    fetchtimeout = None
+    fetchtimeout: float | None = DEFAULT_FETCHTIMEOUT
     if options is not None:
         base = "middleware.registry[downstream].options"
         for key in sorted(set(options) - DOWNSTREAM_OPTIONS):

@@ -1,4 +1,5 @@
-"""Registry-style (OCI distribution) error responses, and breaking off a body that failed."""
+"""Registry-style (OCI distribution) error responses, breaking off a body that failed, and
+letting go of a client that left."""
 
 from __future__ import annotations
 
@@ -35,3 +36,11 @@ def break_off(request: web.Request, reason: Exception, **fields: object) -> NoRe
     if request.transport is not None:
         request.transport.abort()
     raise web.HTTPInternalServerError()
+
+
+def client_gone(request: web.Request, **fields: object) -> None:
+    """Log ``blob.client_gone`` and drop the connection at once: a TLS close would wait for a
+    peer that is gone (uvloop allows its shutdown 30 s), holding the connection's buffers."""
+    emit("blob.client_gone", **fields)
+    if request.transport is not None:
+        request.transport.abort()

@@ -4,16 +4,24 @@ Event names (the checks read them): ``config.loaded``, ``config.warning``, ``ser
 ``blob.hit``, ``blob.miss``, ``blob.join``, ``blob.fetched``, ``blob.expired``,
 ``blob.fill_failed``, ``upstream.error``, ``auth.denied``, ``keys.fetched``.
 
-Also: ``blob.broken``, ``blob.client_gone``, ``keys.unavailable``, ``upstream.own_redirect``,
-``storage.error``, ``storage.cleaned``; the processes' ``processes.started``,
+Also: ``blob.broken``, ``blob.client_gone``, ``blob.uncached`` (warning: the storage failed,
+the client's blob is sent from the upstream without a copy), ``keys.unavailable``,
+``upstream.own_redirect``, ``storage.error``, ``storage.cleaned``, ``storage.corrupt`` (error: a
+stored blob whose bytes are not its digest's, deleted and fetched again), ``fills.limit``
+(warning: every upstream at ``DTRCACHE_MAX_FILLS``, 503 answered), ``auth.clock_skew`` (the
+upstream's clock ahead: info within ``DTRCACHE_CLOCK_LEEWAY``, warning beyond); the processes'
+``processes.started``, ``processes.cleaned`` (stale private directories removed),
 ``process.exited``, ``process.orphaned``, ``process.crashed`` (an uncaught exception, its
 traceback redacted); ``debug.started`` (the debug listener, ``http.debug.addr``); and the
 public listener's door (``guard``): ``request.bad`` (warning: a request the HTTP parser
 refused, one line each, with ``status``, ``reason``, ``error`` and, redacted, ``near``: never a
 traceback), ``connection.timeout`` (info: ``phase`` "tls handshake" or "request header"),
+``tls.handshake_error`` (warning: a client's refused TLS handshake, ``client`` its ``ip:port``,
+``error`` in Go's words: see ``handshakes``),
 ``connections.limit`` (warning: a server process stopped accepting at
-``DTRCACHE_MAX_CONNECTIONS``), ``connection.accept_failed``. Lines from other libraries' loggers
-are ``event: "log"`` with ``logger`` and ``msg``.
+``DTRCACHE_MAX_CONNECTIONS``), ``connections.client_limit`` (warning: one address at
+``DTRCACHE_MAX_CLIENT_CONNECTIONS``), ``connection.accept_failed``. Lines from other
+libraries' loggers are ``event: "log"`` with ``logger`` and ``msg``.
 
 Every line is redacted as a whole (``redact``), exception text included: secret-named fields
 wholesale; in text, the blob token's parameter (also percent-encoded), credential headers
@@ -159,6 +167,9 @@ def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     # A record that fails to format is reported by logging itself, raw, with its arguments
     # (which may hold a secret): drop it instead.
     logging.raiseExceptions = False
+    # Nothing here logs the pid or the thread (the process label says which process): a
+    # LogRecord need not look them up for every line.
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
 
 
 def capture_process_errors() -> None:
@@ -188,6 +199,22 @@ def set_process_label(label: str) -> None:
     """Name this process in every line it logs (several processes share one stdout)."""
     global _process_label
     _process_label = label
+
+
+class Every:
+    """A gate for lines that repeat while a condition lasts (a limit reached): ``due()`` is
+    True at most once every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 10.0):
+        self.interval = interval
+        self._last = -interval
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
 
 
 def emit(event: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -18,6 +18,10 @@ CACHE_FAULTS = {
     "ignore-expiry": "accept signed tokens after they expired",
     "tls-1.1-only": "serve TLS 1.1 only, like a legacy front",
     "allow-weak-key": "start with a weak TLS key instead of refusing it",
+    "refetch-always": "keep each blob, but fetch it again from the upstream on every request "
+                      "(the stored file rewritten: a new inode and mtime)",
+    "no-single-flight": "no single flight: concurrent misses of one digest each fetch it "
+                        "from the upstream",
 }
 
 

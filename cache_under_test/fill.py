@@ -21,6 +21,7 @@ import errno
 import hashlib
 import logging
 import os
+import select
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,6 +33,13 @@ from .storage import BlobStore
 from .upstream import UpstreamResponse, relay_headers
 
 READ_CHUNK = 256 * 1024
+# A client whose connection is backed up (its transport holds bytes its socket did not take:
+# a slow reader) is read for SLOW_CHUNK at a time, so that what waits for it in this process
+# (with the connection's write buffer bound: guard.WRITE_HIGH_WATER) stays small.
+SLOW_CHUNK = 64 * 1024
+# Whether a connection is backed up is asked only once this much of a response went out:
+# smaller answers never pin more than this, and do not pay for the question.
+SLOW_AFTER = 1024 * 1024
 MAX_ERROR_BODY = 64 * 1024
 
 
@@ -39,7 +47,21 @@ class FillFailed(Exception):
     """The upstream fetch did not produce the blob."""
 
 
-class StorageFailed(FillFailed):
+class Uncacheable(FillFailed):
+    """The blob could not be kept, though the upstream may still have it for the client: a
+    reader finishes its transfer from the upstream (``uncached``)."""
+
+
+class StreamBroken(FillFailed):
+    """A transfer from a growing file ended after ``sent`` bytes, because of ``cause``."""
+
+    def __init__(self, cause: Exception, sent: int):
+        super().__init__(str(cause))
+        self.cause = cause
+        self.sent = sent
+
+
+class StorageFailed(Uncacheable):
     """The cache's own storage did not take the blob (full disk, quota, I/O error)."""
 
     def __init__(self, op: str, error: OSError):
@@ -78,8 +100,11 @@ class Fill:
     """One in-flight upstream fetch of ``digest`` into ``upload``."""
 
     def __init__(self, store: BlobStore, digest: Digest, repo: str, metrics=None,
-                 keep: bool = True):
+                 keep: bool = True, credentials: str = ""):
         self.store = store
+        # Who asked the upstream: its answer is theirs until it is a 200 (see ``joinable``).
+        self.credentials = credentials
+        self.answered = False  # the upstream answered 200: anyone allowed the blob may join
         self.digest = digest
         self.repo = repo
         self.metrics = metrics
@@ -123,6 +148,7 @@ class Fill:
                                       await response.content.read(MAX_ERROR_BODY))
             length = response.headers.get("Content-Length")
             self.size = int(length) if length and length.isdigit() else None
+            self.answered = True
             if not self.started.done():
                 self.started.set_result(response)
             await self._download(response)
@@ -135,6 +161,8 @@ class Fill:
                 self.upload.unlink()  # readers hold their fd: they still get the bytes
             self.store.record_write_ok()
             self.done = True
+            if self.metrics:
+                self.metrics.proxy_pulled("blob", self.written)
             emit("blob.fetched", digest=str(self.digest), repo=self.repo, bytes=self.written,
                  ms=round((time.monotonic() - began) * 1000, 1), upstream=self.upstream)
         except BaseException as exc:
@@ -224,20 +252,25 @@ class Growing(Protocol):
 
 
 async def stream_growing(source: Growing, fd: int, start: int, end: int,
-                         write: Callable[[bytes], Awaitable[None]]) -> int:
+                         write: Callable[[bytes], Awaitable[None]],
+                         backed_up: Callable[[], bool] | None = None) -> int:
     """Send bytes ``start..end`` (inclusive) of ``fd`` as ``source`` writes them; the last
-    byte only once ``source`` is done (verified). Returns the bytes sent."""
+    byte only once ``source`` is done (verified). Returns the bytes sent; ``StreamBroken``
+    (with the bytes sent) when ``source`` failed. ``backed_up``: whether the client's
+    connection is backed up (``backed_up``); while it is, reads are ``SLOW_CHUNK`` long."""
     pos = start
     while pos <= end:
         if source.error is not None:
-            raise FillFailed(str(source.error))
+            raise StreamBroken(source.error, pos - start)
         limit = end if source.done else min(end - 1, source.written - 1)
         if pos > limit:
             await source.wait_change()
             continue
-        chunk = os.pread(fd, min(READ_CHUNK, limit - pos + 1), pos)
+        want = SLOW_CHUNK if backed_up is not None and pos - start >= SLOW_AFTER \
+            and backed_up() else READ_CHUNK
+        chunk = os.pread(fd, min(want, limit - pos + 1), pos)
         if not chunk:
-            raise FillFailed("upload shrank while streaming")
+            raise StreamBroken(FillFailed("upload shrank while streaming"), pos - start)
         await write(chunk)
         # A write to a TLS connection the client has closed is dropped without pausing us;
         # only by yielding to the loop does the connection's loss reach aiohttp, which then
@@ -247,24 +280,57 @@ async def stream_growing(source: Growing, fd: int, start: int, end: int,
     return pos - start
 
 
+def backed_up(request) -> Callable[[], bool]:
+    """Whether ``request``'s connection is backed up now: its transport holds bytes the socket
+    did not take, or its socket's buffer is filling up (not writable: a poll, the one system
+    call). False once it is gone."""
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return lambda: False
+    buffered = transport.get_write_buffer_size
+    writable = select.poll()
+    writable.register(sock.fileno(), select.POLLOUT)
+    return lambda: buffered() > 0 or not writable.poll(0)
+
+
 class FillRegistry:
     """The fills in flight, by digest: the single-flight table."""
 
-    def __init__(self, store: BlobStore, metrics=None, keep: bool = True):
+    def __init__(self, store: BlobStore, metrics=None, keep: bool = True,
+                 single_flight: bool = True):
         self.store = store
         self.metrics = metrics
         self.keep = keep
+        self.single_flight = single_flight  # False only in the TEST-ONLY "no-single-flight"
         self._fills: dict[str, Fill] = {}
 
     def get(self, digest: Digest) -> Fill | None:
         return self._fills.get(str(digest))
 
+    async def joinable(self, digest: Digest, credentials: str) -> Fill | None:
+        """The fill of ``digest`` a client with ``credentials`` may join, or None (start one).
+
+        A fill started with other credentials is joined only once the upstream answered it
+        200: until then its answer may be a refusal meant for its own client alone (401, 403,
+        404), so this waits for that answer; a refused fill leaves the table as it fails."""
+        if not self.single_flight:
+            return None
+        while True:
+            fill = self._fills.get(str(digest))
+            if fill is None or fill.answered or fill.credentials == credentials:
+                return fill
+            if fill.started.done():  # refused or failed, and on its way out
+                return None
+            with contextlib.suppress(Exception):
+                await asyncio.shield(fill.started)
+
     def begin(self, digest: Digest, repo: str,
-              fetch: Callable[[], Awaitable[UpstreamResponse]]) -> Fill:
-        """Start fetching ``digest``; the caller is the first of its readers. Raises
-        ``StorageFailed`` when the storage cannot even take the temp file."""
+              fetch: Callable[[], Awaitable[UpstreamResponse]], credentials: str = "") -> Fill:
+        """Start fetching ``digest`` with ``credentials``; the caller is the first of its
+        readers. Raises ``StorageFailed`` when the storage cannot even take the temp file."""
         try:
-            fill = Fill(self.store, digest, repo, self.metrics, self.keep)
+            fill = Fill(self.store, digest, repo, self.metrics, self.keep, credentials)
         except OSError as exc:  # no room even for the empty temp file (space, inodes, quota)
             failure = StorageFailed("create", exc)
             storage_failed(self.store, failure, digest, repo, self.store.uploads, self.metrics)
@@ -281,9 +347,12 @@ class FillRegistry:
         if self.metrics:
             self.metrics.inflight.dec()
 
-    async def drain(self) -> None:
-        """Wait for every running fill (used at shutdown)."""
+    async def drain(self, grace: float = 0.0) -> None:
+        """End every running fill (used at shutdown): ``grace`` seconds to finish, then
+        cancelled."""
         tasks = [f.task for f in self._fills.values() if f.task]
+        if tasks and grace:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

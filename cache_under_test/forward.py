@@ -20,13 +20,15 @@ from yarl import URL
 
 from . import handoff as handoff_protocol
 from .errors import oci_error
+from .fill import FillFailed
 from .metrics import Metrics
 
 # Request headers that decide the fetcher's answer; everything else is the client's business.
 FORWARDED = ("Authorization", "Range", "If-Range", "Accept")
 # Answer headers a client needs (the fetcher sets exactly these on blob answers and errors).
 RELAYED = ("Content-Type", "Content-Range", "Docker-Content-Digest", "Docker-Distribution-API-"
-           "Version", "Accept-Ranges", "ETag", "WWW-Authenticate", "X-Cache", "Allow")
+           "Version", "Accept-Ranges", "ETag", "WWW-Authenticate", "X-Cache", "Allow",
+           "Retry-After")
 CLIENT_ADDRESS = "X-Forwarded-For"
 CONNECT_TRIES = 50  # x 0.1 s: the fetcher may still be starting when the first miss comes
 
@@ -49,9 +51,12 @@ class MissForwarder:
         if self._session:
             await self._session.close()
 
-    async def _send(self, request: web.Request, handoff: bool) -> aiohttp.ClientResponse:
+    async def _send(self, request: web.Request, handoff: bool,
+                    span: str | None = None) -> aiohttp.ClientResponse:
         assert self._session is not None, "MissForwarder.start() was not awaited"
         headers = {h: request.headers[h] for h in FORWARDED if h in request.headers}
+        if span is not None:
+            headers["Range"] = span
         headers[CLIENT_ADDRESS] = request.remote or ""
         if handoff:
             headers[handoff_protocol.ASK] = "1"
@@ -79,7 +84,7 @@ class MissForwarder:
             if handoff_protocol.UPLOAD in answer.headers:
                 try:
                     served = await handoff_protocol.serve(request, answer, began,
-                                                          self.metrics)
+                                                          self.metrics, self._resumer(request))
                 finally:
                     answer.close()
                 if served is not None:
@@ -89,6 +94,33 @@ class MissForwarder:
             return oci_error(503, "UNAVAILABLE", "the cache's fetcher process is not answering",
                              str(exc))
         return await self._relay(request, answer)
+
+    def _resumer(self, request: web.Request) -> handoff_protocol.Resume:
+        """The rest of ``request``'s blob from byte ``start`` on, from the fetcher (a Range
+        request), written with ``write``: bytes sent, or FillFailed."""
+
+        async def resume(start: int, size: int, write) -> int:
+            try:
+                answer = await self._send(request, False, f"bytes={start}-{size - 1}")
+            except aiohttp.ClientError as exc:
+                raise FillFailed(f"the fetcher did not answer for the rest: {exc}") from None
+            try:
+                if answer.status != 206 or not answer.headers.get(
+                        "Content-Range", "").startswith(f"bytes {start}-{size - 1}/{size}"):
+                    raise FillFailed(f"the fetcher answered {answer.status} for the rest")
+                sent = 0
+                async for chunk in answer.content.iter_any():
+                    await write(chunk)
+                    sent += len(chunk)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise FillFailed(f"the fetcher broke off the rest: {exc}") from None
+            finally:
+                answer.release()
+            if sent != size - start:
+                raise FillFailed(f"the fetcher sent {sent} of the {size - start} bytes left")
+            return sent
+
+        return resume
 
     async def _relay(self, request: web.Request,
                      answer: aiohttp.ClientResponse) -> web.StreamResponse:

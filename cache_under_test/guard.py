@@ -1,5 +1,6 @@
 """The public listener's door: TLS handshake and request-header timeouts, a connection limit
-per server process (values in ``limits``), and one ``request.bad`` line per malformed request.
+per server process and, optionally, per client address (values in ``limits``), and one
+``request.bad`` line per malformed request.
 
 aiohttp's stock site hands every accepted socket to the event loop with no handshake deadline
 shorter than a minute and no limit, and its parser errors are logged as a traceback at ERROR
@@ -17,17 +18,21 @@ import contextlib
 import logging
 import socket
 import ssl
-import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-from .events import emit
+from . import handshakes, heap
+from .events import Every, emit
 from .limits import Limits
 
-LIMIT_LOG_INTERVAL = 10.0  # seconds between connections.limit lines while at the limit
+# A client connection's write buffer: writing pauses above it (uvloop's TLS default is 512 KiB,
+# which a slow reader keeps full), so with fill.SLOW_CHUNK reads a slow reader holds about
+# 2 x 64 KiB of the process, as nginx's 2 x 32 KiB output buffers do.
+WRITE_HIGH_WATER = 64 * 1024
+LIMIT_LOG_INTERVAL = 10.0  # seconds between connections.limit lines while at a limit
 ACCEPT_BATCH = 64  # connections accepted at once when several are waiting
 
 
@@ -47,6 +52,9 @@ class GuardedHandler(web.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        limit = getattr(transport, "set_write_buffer_limits", None)  # uvloop's: no base class
+        if limit is not None:
+            limit(high=WRITE_HIGH_WATER)
         self._arm()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -140,10 +148,12 @@ class GuardedSite(web.BaseSite):
         self._limits = limits
         self._handler_args = handler_args
         self._active = 0
+        self._by_client: dict[str, int] = {}  # connections held, by client address
         self._room = asyncio.Event()
         self._accepting: asyncio.Task | None = None
         self._opening: set[asyncio.Task] = set()
-        self._limit_logged = 0.0
+        self._limit_logged = Every(LIMIT_LOG_INTERVAL)
+        self._client_limit_logged = Every(LIMIT_LOG_INTERVAL)
         host, port = sock.getsockname()[:2]
         self._name = f"{'https' if ssl_context else 'http'}://{host}:{port}"
 
@@ -196,22 +206,35 @@ class GuardedSite(web.BaseSite):
                 await asyncio.sleep(0.5)
 
     def _serve(self, conn: socket.socket, peer: Any) -> None:
+        client = _host(peer) or ""
+        held = self._by_client.get(client, 0)
+        if self._limits.max_client_connections and held >= self._limits.max_client_connections:
+            conn.close()  # at once: a flood from one address must not cost a handshake each
+            self._at_client_limit(client)
+            return
+        self._by_client[client] = held + 1
         conn.setblocking(False)
         self._active += 1
-        task = asyncio.create_task(self._open(conn, peer))
+        task = asyncio.create_task(self._open(conn, peer, client))
         self._opening.add(task)
         task.add_done_callback(self._opening.discard)
 
     def _at_limit(self) -> None:
-        now = time.monotonic()
-        if now - self._limit_logged >= LIMIT_LOG_INTERVAL:
-            self._limit_logged = now
+        if self._limit_logged.due():
             emit("connections.limit", logging.WARNING, connections=self._active,
                  max_connections=self._limits.max_connections,
                  action="not accepting until a connection closes (set "
                         "DTRCACHE_MAX_CONNECTIONS to change the limit)")
 
-    async def _open(self, conn: socket.socket, peer: Any) -> None:
+    def _at_client_limit(self, client: str) -> None:
+        if self._client_limit_logged.due():
+            emit("connections.client_limit", logging.WARNING, client=client,
+                 connections=self._by_client.get(client, 0),
+                 max_client_connections=self._limits.max_client_connections,
+                 action="closing its new connections until one closes (set "
+                        "DTRCACHE_MAX_CLIENT_CONNECTIONS to change the limit)")
+
+    async def _open(self, conn: socket.socket, peer: Any, client: str) -> None:
         """TLS, then the HTTP handler; the connection's slot is freed exactly once."""
         released = False
 
@@ -220,6 +243,12 @@ class GuardedSite(web.BaseSite):
             if not released:
                 released = True
                 self._active -= 1
+                heap.closed()
+                left = self._by_client[client] - 1
+                if left:
+                    self._by_client[client] = left
+                else:
+                    del self._by_client[client]
                 self._room.set()
 
         loop = asyncio.get_running_loop()
@@ -242,12 +271,21 @@ class GuardedSite(web.BaseSite):
                 emit("connection.timeout", client=_host(peer), phase="tls handshake",
                      timeout_s=self._limits.handshake_timeout,
                      reason="the TLS handshake did not finish in time; closed")
+            handshakes.refused(peer, self._local(conn), exc)
             conn.close()
             release()
         except BaseException:
             conn.close()
             release()
             raise
+
+
+    def _local(self, conn: socket.socket) -> Any:
+        """The accepted connection's own address (the listener's when it is gone)."""
+        try:
+            return conn.getsockname()
+        except OSError:
+            return self._sock.getsockname()
 
 
 def _host(peer: Any) -> str | None:

@@ -8,6 +8,10 @@ number of bytes written and hashed, then ``done`` once the digest verified and t
 published, or ``failed <why>``. The server process streams the file itself behind that
 progress, holding the last byte back until ``done``, exactly as the fetcher does for its own
 clients (``fill.stream_growing``). Range requests and HEAD are relayed as bytes.
+
+When the storage failed, the last line is ``uncached <why>``: the server process then finishes
+its client's transfer with a Range request for the rest, which the fetcher answers from the
+upstream without keeping a copy (``uncached``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
-from .errors import break_off, oci_error
+from .errors import break_off, client_gone, oci_error
 from .events import emit
-from .fill import Fill, FillFailed, stream_growing
+from .fill import Fill, FillFailed, StreamBroken, Uncacheable, backed_up, stream_growing
 from .metrics import Metrics
 from .ranges import blob_response
 
@@ -57,7 +62,8 @@ async def send_progress(request: web.Request, fill: Fill, published: str, joined
     try:
         while True:
             if fill.error is not None:
-                await response.write(f"failed {str(fill.error)[:300]}\n".encode())
+                word = "uncached" if isinstance(fill.error, Uncacheable) else "failed"
+                await response.write(f"{word} {str(fill.error)[:300]}\n".encode())
                 break
             if fill.done:
                 await response.write(b"done\n")
@@ -92,15 +98,21 @@ class RemoteFill:
             self.done, self.written = True, self.size
         elif line.isdigit():
             self.written = int(line)
+        elif line.startswith("uncached "):
+            self.error = Uncacheable(line.removeprefix("uncached "))
         else:  # "failed ...", or the stream ended without an outcome
             self.error = FillFailed(line.removeprefix("failed ") or "the fetcher went away")
 
 
+Resume = Callable[[int, int, Callable[[bytes], Awaitable[None]]], Awaitable[int]]
+
+
 async def serve(request: web.Request, answer: aiohttp.ClientResponse, began: float,
-                metrics: Metrics) -> web.StreamResponse | None:
+                metrics: Metrics, resume: Resume) -> web.StreamResponse | None:
     """The server process's side: stream the fetcher's file to the client. If the file is
-    already gone, a failed fill answers 502 and a finished one not kept answers None: ask
-    again, for the bytes."""
+    already gone, a failed fill answers 502, and one not kept (its storage failed, or a test
+    fault) None: ask again, for the bytes. ``resume(start, size, write)``: the rest of the
+    blob from the fetcher, when its fill could not be stored."""
     size = int(answer.headers[SIZE])
     digest = answer.headers["Docker-Content-Digest"]
     repo = request.match_info.get("name")
@@ -114,18 +126,25 @@ async def serve(request: web.Request, answer: aiohttp.ClientResponse, began: flo
         except FileNotFoundError:  # gone: learn why before asking again
             while not remote.done and remote.error is None:
                 await remote.wait_change()
-            if remote.error is not None:  # nothing sent yet: a registry error, not a retry
+            if remote.error is not None and not isinstance(remote.error, Uncacheable):
+                # nothing sent yet: a registry error, not a retry
                 return oci_error(502, "UNAVAILABLE", "upstream fetch failed", str(remote.error))
-            return None  # done but not kept (a test fault): the fetcher relays the bytes
+            return None  # not kept (storage failed, or a test fault): the fetcher relays it
     try:
         response, _, _ = blob_response(request, digest, size, "MISS")  # no Range: the whole
         await response.prepare(request)
         try:
-            sent = await stream_growing(remote, fd, 0, size - 1, response.write) if size else 0
+            try:
+                sent = await stream_growing(remote, fd, 0, size - 1, response.write,
+                                            backed_up(request)) if size else 0
+            except StreamBroken as broken:
+                if not isinstance(broken.cause, Uncacheable):
+                    raise
+                sent = broken.sent + await resume(broken.sent, size, response.write)
         except FillFailed as exc:
             break_off(request, exc, digest=digest, repo=repo, client=request.remote)
         except ConnectionError:
-            emit("blob.client_gone", digest=digest, repo=repo, client=request.remote)
+            client_gone(request, digest=digest, repo=repo, client=request.remote)
             return response
     finally:
         os.close(fd)

@@ -13,9 +13,22 @@ time) must not keep them: like nginx's ``client_header_timeout`` and ``worker_co
   at most, handshakes included; at the limit it stops accepting (``connections.limit``) until
   one closes, and the other server processes, sharing the port, take the new ones;
 - ``DTRCACHE_KEEPALIVE_TIMEOUT`` (default 75 s, nginx's and aiohttp's): an idle kept-alive
-  connection is closed after it.
+  connection is closed after it;
+- ``DTRCACHE_MAX_CLIENT_CONNECTIONS`` (default 0: no limit): the connections one server
+  process holds from one client address; more are closed as they come (like nginx's
+  ``limit_conn``), so one address cannot take every slot.
 
-Timeouts are seconds (``30``, ``2.5``) or Go durations (``30s``, ``500ms``). They are part of
+And what the cache may ask of its upstreams, and believe of their tokens:
+
+- ``DTRCACHE_MAX_FILLS`` (default 64): upstream fetches in flight per upstream; a cold miss
+  that finds every upstream at it gets 503 with ``Retry-After`` (``RETRY_AFTER``) at once;
+- ``DTRCACHE_CLOCK_LEEWAY`` (default 60 s, distribution's): how far a token's ``iat``/``nbf``
+  may be in the future, and its ``exp`` in the past, by this cache's clock;
+- ``DTRCACHE_MAX_TOKEN_LIFETIME`` (default 1 h): the longest ``exp - iat`` a token may have;
+- ``DTRCACHE_KEYS_REFRESH`` (default 5 min): how often the upstream's signing keys are fetched
+  again (also on a token with an unknown key id, at most once a second).
+
+Times are seconds (``30``, ``2.5``) or Go durations (``30s``, ``500ms``). They are part of
 the configuration: a bad value stops the cache at start, like a bad config.yml key.
 
 The debug opt-in is here too: ``DTRCACHE_PUBLIC_DEBUG=1`` serves ``/metrics`` and the detailed
@@ -28,19 +41,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .blobtoken import LEEWAY, MAX_LIFETIME
 from .durations import DurationError, parse_duration
 
-HANDSHAKE_TIMEOUT_ENV = "DTRCACHE_TLS_HANDSHAKE_TIMEOUT"
-HEADER_TIMEOUT_ENV = "DTRCACHE_HEADER_TIMEOUT"
-MAX_CONNECTIONS_ENV = "DTRCACHE_MAX_CONNECTIONS"
-KEEPALIVE_TIMEOUT_ENV = "DTRCACHE_KEEPALIVE_TIMEOUT"
 PUBLIC_DEBUG_ENV = "DTRCACHE_PUBLIC_DEBUG"
 
 DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_HEADER_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+DEFAULT_MAX_FILLS = 64
+DEFAULT_CLOCK_LEEWAY = LEEWAY
+DEFAULT_MAX_TOKEN_LIFETIME = MAX_LIFETIME
+DEFAULT_KEYS_REFRESH = 300.0
 MAX_TIMEOUT = 3600.0
+RETRY_AFTER = 10  # seconds, the Retry-After of a 503 when every upstream is at its bound
 
 
 @dataclass(frozen=True)
@@ -49,9 +64,37 @@ class Limits:
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    max_client_connections: int = 0  # 0: no per-address limit
+    max_fills: int = DEFAULT_MAX_FILLS
+    clock_leeway: float = DEFAULT_CLOCK_LEEWAY
+    max_token_lifetime: float = DEFAULT_MAX_TOKEN_LIFETIME
+    keys_refresh: float = DEFAULT_KEYS_REFRESH
 
 
-def _seconds(name: str, text: str, problems: list[str], default: float) -> float:
+# field, variable, kind ("... or 0": 0 allowed, meaning none), largest value
+_KNOBS = (
+    ("handshake_timeout", "DTRCACHE_TLS_HANDSHAKE_TIMEOUT", "seconds", MAX_TIMEOUT),
+    ("header_timeout", "DTRCACHE_HEADER_TIMEOUT", "seconds", MAX_TIMEOUT),
+    ("keepalive_timeout", "DTRCACHE_KEEPALIVE_TIMEOUT", "seconds", MAX_TIMEOUT),
+    ("max_connections", "DTRCACHE_MAX_CONNECTIONS", "count", 1_000_000),
+    ("max_client_connections", "DTRCACHE_MAX_CLIENT_CONNECTIONS", "count or 0", 1_000_000),
+    ("max_fills", "DTRCACHE_MAX_FILLS", "count", 100_000),
+    ("clock_leeway", "DTRCACHE_CLOCK_LEEWAY", "seconds or 0", MAX_TIMEOUT),
+    ("max_token_lifetime", "DTRCACHE_MAX_TOKEN_LIFETIME", "seconds", 366 * 86400.0),
+    ("keys_refresh", "DTRCACHE_KEYS_REFRESH", "seconds", 86400.0),
+)
+
+
+def _count(name: str, text: str, problems: list[str], zero: bool, top: float) -> int | None:
+    lowest = 0 if zero else 1
+    if text.isdigit() and lowest <= int(text) <= top:
+        return int(text)
+    problems.append(f"{name}: {text!r} must be a whole number from {lowest} to {top:.0f}")
+    return None
+
+
+def _seconds(name: str, text: str, problems: list[str], zero: bool,
+             top: float) -> float | None:
     text = text.strip()
     try:
         seconds = float(text)
@@ -61,10 +104,11 @@ def _seconds(name: str, text: str, problems: list[str], default: float) -> float
         except DurationError:
             problems.append(f"{name}: {text!r} is not a number of seconds or a duration "
                             "such as 30s")
-            return default
-    if not 0 < seconds <= MAX_TIMEOUT:
-        problems.append(f"{name}: {text!r} must be more than 0 and at most {MAX_TIMEOUT:g} s")
-        return default
+            return None
+    if not (seconds >= 0 if zero else seconds > 0) or seconds > top:
+        problems.append(f"{name}: {text!r} must be {'0 or more' if zero else 'more than 0'} "
+                        f"and at most {top:g} s")
+        return None
     return seconds
 
 
@@ -73,19 +117,15 @@ def limits_from_env(environ: Mapping[str, str] | None = None,
     """The limits the environment sets; each bad value is a line in ``problems``."""
     environ = os.environ if environ is None else environ
     problems = [] if problems is None else problems
-    values = {}
-    for field, name, default in (
-            ("handshake_timeout", HANDSHAKE_TIMEOUT_ENV, DEFAULT_HANDSHAKE_TIMEOUT),
-            ("header_timeout", HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT),
-            ("keepalive_timeout", KEEPALIVE_TIMEOUT_ENV, DEFAULT_KEEPALIVE_TIMEOUT)):
-        if environ.get(name, "").strip():
-            values[field] = _seconds(name, environ[name], problems, default)
-    text = environ.get(MAX_CONNECTIONS_ENV, "").strip()
-    if text:
-        if text.isdigit() and 1 <= int(text) <= 1_000_000:
-            values["max_connections"] = int(text)
-        else:
-            problems.append(f"{MAX_CONNECTIONS_ENV}: {text!r} must be a whole number from 1")
+    values: dict[str, float | int] = {}
+    for field, name, kind, top in _KNOBS:
+        text = environ.get(name, "").strip()
+        if not text:
+            continue
+        parse = _seconds if kind.startswith("seconds") else _count
+        value = parse(name, text, problems, kind.endswith("or 0"), top)
+        if value is not None:
+            values[field] = value
     return Limits(**values)
 
 

@@ -1,4 +1,13 @@
-"""Prometheus counters for the cache, exposed at ``/metrics``."""
+"""Prometheus counters for the cache, exposed at ``/metrics``: the cache's own
+(``dtrcache_*``), and distribution's pull-through counters (``registry_proxy_*``, by type).
+
+distribution's counters mean what registry/proxy/proxymetrics.go makes them mean: a request
+is a hit when it is served from local storage, a miss when it is served from the upstream
+(``requests`` = ``hits`` + ``misses``); ``pushed_bytes`` adds the blob's size per request,
+``pulled_bytes`` what was fetched from the upstream. Where this cache differs from
+distribution's proxy: a request that joins a fetch in flight is a miss that pulls nothing (one
+fetch serves it), where distribution fetches the blob again for it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,15 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .multiproc import METRICS_ENV  # set when the cache runs as several processes
+
+PROXY_TYPES = ("blob", "manifest")
+PROXY_COUNTERS = {
+    "requests": "The number of total incoming proxy request received",
+    "hits": "The number of total proxy request hits",
+    "misses": "The number of total proxy request misses",
+    "pulled_bytes": "The size of total bytes pulled from the upstream",
+    "pushed_bytes": "The size of total bytes pushed to the client",
+}
 
 
 class Metrics:
@@ -41,6 +59,25 @@ class Metrics:
         self.errors = Counter("dtrcache_errors", "Errors by class", ["kind"], registry=r)
         self.inflight = Gauge("dtrcache_fills_in_flight", "Upstream fetches running",
                               registry=r, multiprocess_mode="livesum")
+        # distribution's names and help texts (metrics/prometheus.go: namespace "registry",
+        # subsystem "proxy"; prometheus_client appends _total as docker/go-metrics does).
+        labelled = {name: Counter(f"registry_proxy_{name}", text, ["type"], registry=r)
+                    for name, text in PROXY_COUNTERS.items()}
+        # Every series present from the start, at 0 (initPrometheusMetrics): a scrape before
+        # the first pull reads 0, not an absent series.
+        self._proxy = {(name, kind): counter.labels(type=kind)
+                       for name, counter in labelled.items() for kind in PROXY_TYPES}
+
+    def proxy_served(self, kind: str, size: int, hit: bool) -> None:
+        """A ``kind`` ("blob", "manifest") request answered: from local storage (``hit``) or
+        from the upstream; ``size``: the blob's or manifest's size."""
+        self._proxy["requests", kind].inc()
+        self._proxy["hits" if hit else "misses", kind].inc()
+        self._proxy["pushed_bytes", kind].inc(size)
+
+    def proxy_pulled(self, kind: str, size: int) -> None:
+        """``size`` bytes of a ``kind`` fetched from the upstream (a fill, or a manifest)."""
+        self._proxy["pulled_bytes", kind].inc(size)
 
     def _exposed(self) -> CollectorRegistry:
         """This process's registry; with several processes, the sum over all of them."""

@@ -10,6 +10,11 @@ in one place, and a miss's download and its delivery to the client run on two co
 Supervision is crash-only: if a server process dies, the fetcher logs ``process.exited`` and
 stops the whole cache with a non-zero status, for the orchestrator (swarm, Docker's restart
 policy) to restart it; if the fetcher dies, the servers see their lifeline pipe close and exit.
+
+The processes share a private directory (``dtrcache-XXXXXXXX`` in the temp directory: the
+fetcher's socket, the metrics files, what the run verified), whose ``owner`` file names the
+fetcher (pid and start time). A start removes the directories whose fetcher is gone (left by a
+``kill -9`` of every process), logged as ``processes.cleaned``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,6 +36,9 @@ from .events import emit, emit_exception, set_process_label
 from .multiproc import METRICS_ENV
 
 PROCESSES_ENV = "DTRCACHE_PROCESSES"
+PRIVATE_PREFIX = "dtrcache-"
+PRIVATE_NAME = re.compile(r"dtrcache-[a-z0-9_]{8}")  # mkdtemp's: not the image builder's
+STALE_UNOWNED = 60.0  # s: a private directory without its owner file this old is stale
 
 SERVER_STOP_WAIT = 7.0  # a server's own shutdown allows 5 s for responses in flight
 
@@ -58,15 +67,71 @@ def listen_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
+def remove_stale_private_dirs(parent: Path | None = None) -> list[str]:
+    """Remove the private directories (ours: ``PRIVATE_NAME``, this user's, with an ``owner``
+    or, older than ``STALE_UNOWNED``, a ``metrics`` directory) whose fetcher is gone."""
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    removed = []
+    for candidate in parent.glob(f"{PRIVATE_PREFIX}*"):
+        try:
+            if not PRIVATE_NAME.fullmatch(candidate.name) or not candidate.is_dir() \
+                    or candidate.stat().st_uid != os.getuid():
+                continue
+            owner = (candidate / "owner").read_text().split()
+        except FileNotFoundError:  # being made right now, or left before it had an owner
+            with contextlib.suppress(OSError):
+                if (candidate / "metrics").is_dir() and \
+                        time.time() - candidate.stat().st_mtime > STALE_UNOWNED:
+                    shutil.rmtree(candidate, ignore_errors=True)
+                    removed.append(str(candidate))
+            continue
+        except OSError:
+            continue
+        if len(owner) == 2 and owner[0].isdigit() and _started(int(owner[0])) == owner[1]:
+            continue  # its fetcher runs
+        shutil.rmtree(candidate, ignore_errors=True)
+        removed.append(str(candidate))
+    return removed
+
+
+def _started(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, from /proc), "-" when unknown,
+    "" when there is no such process: a pid and its start time name one process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        return ""
+    except (OSError, IndexError):
+        return "-" if _exists(pid) else ""
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run(config: CacheConfig, servers: int) -> int:
     """Serve until SIGINT/SIGTERM; the exit status (non-zero if a server process died)."""
+    stale = remove_stale_private_dirs()
+    if stale:
+        emit("processes.cleaned", removed=stale,
+             reason="private directories of a cache whose processes were all killed")
     private = None
     if servers > 1:
         try:
-            private = Path(tempfile.mkdtemp(prefix="dtrcache-"))  # 0700: only this user gets in
+            private = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX))  # 0700: this user only
+            (private / "owner").write_text(f"{os.getpid()} {_started(os.getpid())}\n")
         except OSError as exc:  # e.g. a read-only root file system without a /tmp volume
             emit("config.warning", logging.WARNING, problem=f"cannot create a private directory "
                  f"for the cache's processes ({exc}); running as one process")
+            if private is not None:
+                shutil.rmtree(private, ignore_errors=True)
+                private = None
     if private is None:
         from .server import serve_on
 
@@ -114,7 +179,8 @@ def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
                 if debug is not None:
                     debug.close()
                 set_process_label(label)
-                serve_on(config, tcp, tls=True, fetcher=fetcher_path, lifeline=lifeline)
+                serve_on(config, tcp, tls=True, fetcher=fetcher_path, lifeline=lifeline,
+                         private=private)
                 status = 0
             except BaseException:  # the child must never return into the parent's code
                 emit_exception("process.crashed", reason="a server process failed")
@@ -128,7 +194,8 @@ def _run_processes(config: CacheConfig, servers: int, private: Path) -> int:
     tcp.close()
     set_process_label("fetcher")
     supervisor = Supervisor(children)
-    serve_on(config, unix, tls=False, supervisor=supervisor, debug_sock=debug)
+    serve_on(config, unix, tls=False, supervisor=supervisor, debug_sock=debug,
+             private=private)
     os.close(keep_alive)
     return supervisor.status
 

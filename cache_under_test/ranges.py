@@ -13,8 +13,13 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 def blob_response(request: web.Request, digest: str, size: int,
                   x_cache: str) -> tuple[web.StreamResponse, int, int] | web.Response:
-    """(response to prepare, first byte, last byte), or a 416 when the range is past the end."""
-    span = parse_range(request.headers.get("Range"), size)
+    """(response to prepare, first byte, last byte), or a 416 when the range is past the end.
+
+    ``If-Range`` (RFC 9110 13.1.5) keeps the Range only when it is the blob's strong ETag;
+    any other validator (a weak or other ETag, a date: no Last-Modified is sent) gets it all."""
+    validator = request.headers.get("If-Range")
+    span = None if validator is not None and validator.strip() != f'"{digest}"' else \
+        parse_range(request.headers.get("Range"), size)
     if span == "unsatisfiable":
         return oci_error(416, "RANGE_INVALID", "requested range not satisfiable",
                          headers={"Content-Range": f"bytes */{size}"})

@@ -11,10 +11,12 @@ import asyncio
 import os
 import signal
 import socket
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
 
+from . import distlog
 from .app import Cache
 from .config import CacheConfig
 from .events import emit
@@ -26,7 +28,8 @@ SHUTDOWN_TIMEOUT = 5.0  # seconds for responses in flight at SIGTERM
 
 def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
              fetcher: str | None = None, lifeline: int | None = None,
-             supervisor=None, debug_sock: socket.socket | None = None) -> None:
+             supervisor=None, debug_sock: socket.socket | None = None,
+             private: Path | None = None) -> None:
     """Serve ``sock`` until SIGINT/SIGTERM.
 
     ``tls``: ``sock`` is the public listener (TLS when the config has a certificate, the
@@ -34,11 +37,12 @@ def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
     ``fetcher``: the fetcher's Unix socket, for a server process (misses go there);
     ``lifeline``: a pipe's read end that closes when the fetcher dies (then this one stops);
     ``supervisor``: the fetcher's watch over the server processes;
-    ``debug_sock``: the debug listener (``http.debug.addr``), in the process that serves it.
+    ``debug_sock``: the debug listener (``http.debug.addr``), in the process that serves it;
+    ``private``: the run's private directory, with several processes.
     """
     ssl_context = server_context(config.tls.certificate, config.tls.key, config.test_faults) \
         if tls and config.tls else None
-    cache = Cache(config, fetcher=fetcher)
+    cache = Cache(config, fetcher=fetcher, private=private)
     app = cache.application(detail=config.public_debug if tls else True)
 
     async def announce(_app: web.Application) -> None:
@@ -52,15 +56,18 @@ def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
     if supervisor is not None:
         app.on_startup.append(supervisor.start)
         app.on_shutdown.insert(0, supervisor.stop)
+    # The distribution profile's public listener: no X-Cache, distribution's access lines.
+    public_args = distlog.attach(app) if tls and config.output.profile == "distribution" \
+        else {}
     debug_app = cache.debug_application() if debug_sock is not None else None
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(_serve(config, app, sock, ssl_context, public=tls, debug_app=debug_app,
-                       debug_sock=debug_sock))
+                       debug_sock=debug_sock, public_args=public_args))
 
 
 async def _serve(config: CacheConfig, app: web.Application, sock: socket.socket,
                  ssl_context, *, public: bool, debug_app: web.Application | None,
-                 debug_sock: socket.socket | None) -> None:
+                 debug_sock: socket.socket | None, public_args: dict) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -74,7 +81,7 @@ async def _serve(config: CacheConfig, app: web.Application, sock: socket.socket,
         site: web.BaseSite
         if public:
             site = GuardedSite(runner, sock, ssl_context=ssl_context, limits=config.limits,
-                               handler_args=handler_args)
+                               handler_args={**handler_args, **public_args})
         else:
             site = web.SockSite(runner, sock, ssl_context=ssl_context)
         await site.start()

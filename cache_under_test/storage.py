@@ -14,6 +14,9 @@ neither a blob was written whole since (``record_write_ok``) nor ``WRITE_ERROR_H
 have passed. The last write error stays in the report after it clears (with ``cleared_at``).
 The state is this process's: with several processes only the fetcher writes blobs, and the
 server processes ask it (``app.Cache.health``).
+
+What this run verified of the stored blobs is ``verified``'s (see ``verified``): ``publish``
+records a blob's stamp, ``remove`` forgets it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .names import ALGORITHMS, Digest
+from .verified import VerifiedBlobs
 
 MIN_FREE_BYTES = 100 * 1024 * 1024  # /health: unhealthy below min(this, MIN_FREE_PERCENT %)
 MIN_FREE_PERCENT = 5
@@ -66,8 +70,10 @@ class StoredBlob:
 class BlobStore:
     """The cache's local copies under ``root``; ``ttl`` seconds from fetch (None: no expiry)."""
 
-    def __init__(self, root: Path, ttl: float | None = None):
+    def __init__(self, root: Path, ttl: float | None = None,
+                 verified: VerifiedBlobs | None = None):
         self.root = Path(root)
+        self.verified = verified if verified is not None else VerifiedBlobs()
         self.ttl = ttl
         self.base = self.root / "docker" / "registry" / "v2"
         self.blobs = self.base / "blobs"
@@ -101,6 +107,18 @@ class BlobStore:
             return None
         return StoredBlob(digest, path, st.st_size, st.st_mtime)
 
+    def open(self, digest: Digest) -> tuple[int, os.stat_result] | None:
+        """A read-only fd on the stored copy of ``digest`` and its fstat, or None."""
+        try:
+            fd = os.open(self.path(digest), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return fd, os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
+
     def is_expired(self, blob: StoredBlob, now: float | None = None) -> bool:
         if self.ttl is None:
             return False
@@ -119,11 +137,13 @@ class BlobStore:
         final = self.path(digest)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(upload, final)
+        self.verified.record(digest, os.stat(final))
         return final
 
     def remove(self, digest: Digest) -> bool:
         """Delete a stored blob and its directory; open readers keep their file handle."""
         path = self.path(digest)
+        self.verified.forget(digest)
         try:
             path.unlink()
         except FileNotFoundError:

@@ -1,13 +1,21 @@
-"""TLS contexts for both sides of the cache. Failure names (``classify``) are the neutral
-``dtr_cache_formats.tls_classes``, shared with the harness."""
+"""TLS contexts for both sides of the cache, and ``classify``: the cache's names for the TLS and
+connection failures it meets (the neutral ``dtr_cache_formats.tls_classes`` names, which the
+harness's checks search for)."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
-from dtr_cache_formats.tls_classes import classify as classify  # re-exported
+from dtr_cache_formats.tls_classes import (
+    CONNECTION_FAILED,
+    CONNECTION_REFUSED,
+    NAME_RESOLUTION,
+    TIMEOUT,
+    VERIFY_CLASSES,
+)
 
 
 def server_context(certificate: Path, key: Path,
@@ -32,3 +40,30 @@ def client_context(cas: Iterable[Path] = ()) -> ssl.SSLContext:
     for ca in cas:
         ctx.load_verify_locations(cafile=str(ca))
     return ctx
+
+
+def classify(exc: BaseException) -> str:
+    """A short failure class for a TLS or connection error from ``ssl``, ``socket`` or
+    aiohttp (an upstream's, in ``upstream.error`` lines)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        # aiohttp's wrappers subclass ssl's errors without their fields: unwrap them first.
+        inner = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
+        if isinstance(inner, BaseException) and inner is not exc:
+            exc = inner
+            continue
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            code = getattr(exc, "verify_code", None)
+            fallback = f"certificate rejected ({getattr(exc, 'verify_message', exc)})"
+            return VERIFY_CLASSES.get(code, fallback)
+        if isinstance(exc, ssl.SSLError):
+            return f"tls handshake ({exc.reason or exc.strerror or exc})".lower()
+        if isinstance(exc, ConnectionRefusedError):
+            return CONNECTION_REFUSED
+        if isinstance(exc, socket.gaierror):
+            return NAME_RESOLUTION
+        if isinstance(exc, TimeoutError):
+            return TIMEOUT
+        exc = exc.__cause__ or exc.__context__
+    return CONNECTION_FAILED

@@ -21,12 +21,6 @@ cache) are followed by hand, hop by hop:
 Transfers are bounded: ``fetch_timeout`` (the whole request, headers and body) and ``min_rate``
 (bytes/s, checked over every ``RATE_WINDOW`` seconds of the body). A transfer that falls behind
 is broken off with ``UpstreamTooSlow`` and logged as ``upstream.error`` kind ``too slow``.
-
-A blob GET sent without a signed token (a pull-through request, anonymous or with the client's
-``Authorization``) may be refused for that client alone (401, 403, or 404 for a repository the
-client cannot see). Its answer must not be shared with a client that authorized otherwise;
-``wait_for_refusals`` lets such a client wait until no such request may still end refused (its
-answer is 200, or the refused answer was released, and with it the fill that carried it).
 """
 
 from __future__ import annotations
@@ -57,8 +51,6 @@ RELAYED_HEADERS = ("Content-Type", "Content-Length", "Docker-Content-Digest", "E
                    "WWW-Authenticate", "Link", "Docker-Distribution-API-Version")
 _BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[a-z0-9]+(?:[+._-][a-z0-9]+)*"
                         r":[a-zA-Z0-9=_-]+)$")
-# Stands for "a signed token" in wait_for_refusals: never equal to any Authorization value.
-SIGNED_TOKEN = object()
 
 TokenVerifier = Callable[[str, str, str], Awaitable[object]]
 
@@ -87,6 +79,10 @@ class AllUpstreamsFailed(Exception):
         return "; ".join(f"{f.upstream}: {f.kind} ({f.detail})" for f in self.failures)
 
 
+class UpstreamsBusy(AllUpstreamsFailed):
+    """Every upstream has ``max_fills`` fills in flight: come back later."""
+
+
 class UpstreamTooSlow(aiohttp.ClientPayloadError):
     """The upstream's body fell behind ``min_rate`` or past ``fetch_timeout``."""
 
@@ -106,16 +102,6 @@ class UpstreamResponse:
             callback()
 
 
-@dataclass
-class _Pending:
-    """A token-less blob GET whose answer may be a refusal for its sender alone."""
-
-    authorization: str | None
-    status: int | None = None
-    answered: asyncio.Event = field(default_factory=asyncio.Event)
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class UpstreamPool:
     """Round-robin over ``urls`` with one shared HTTP client.
 
@@ -127,8 +113,10 @@ class UpstreamPool:
     def __init__(self, urls: list[str], ssl_context, metrics=None, *,
                  connect_timeout: float = 10.0, read_timeout: float = 60.0,
                  own_urls: Iterable[str] | None = None, min_rate: float | None = None,
-                 fetch_timeout: float | None = None):
+                 fetch_timeout: float | None = None, max_fills: int = 64):
         self.urls = list(urls)
+        self.max_fills = max_fills
+        self._fills = dict.fromkeys(self.urls, 0)  # blob fetches in flight, by upstream
         self._next = itertools.cycle(range(len(self.urls)))
         self._ssl = ssl_context
         self._metrics = metrics
@@ -140,11 +128,12 @@ class UpstreamPool:
         self.fetch_timeout = fetch_timeout
         # Set by auth.Authorizer: verifies a blob token (token, repository, digest) or raises.
         self.token_verifier: TokenVerifier | None = None
-        self._pending: dict[str, list[_Pending]] = {}
         self._watches: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(ssl=self._ssl, limit=256, ttl_dns_cache=60)
+        # No pool-wide limit: fills are bounded per upstream (max_fills), and nothing else (a
+        # pull-through HEAD, a manifest, the keys) may queue behind fills on a hung upstream.
+        connector = aiohttp.TCPConnector(ssl=self._ssl, limit=0, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, auto_decompress=False,
             headers={"User-Agent": "dtr-cache-under-test"},
@@ -161,50 +150,55 @@ class UpstreamPool:
         start = next(self._next)
         return self.urls[start:] + self.urls[:start]
 
+    def has_room(self) -> bool:
+        """Some upstream can take one more fill."""
+        return any(n < self.max_fills for n in self._fills.values())
+
     async def request(self, method: str, path_qs: str, headers: Mapping[str, str] | None = None,
-                      *, registry_api: bool = True) -> UpstreamResponse:
+                      *, registry_api: bool = True, fill: bool = False) -> UpstreamResponse:
         """Send ``method path_qs`` to the upstreams in turn until one gives a usable answer.
 
         ``registry_api``: the answer must carry the registry API version header.
+        ``fill``: a blob fetch, counted against its upstream's ``max_fills`` until released;
+        an upstream at its bound is passed over (``UpstreamsBusy`` when all are).
         Redirects are followed as the module docstring says.
         """
         assert self._session is not None, "start() first"
-        headers = dict(headers or {})
-        blob = _blob_digest(path_qs)
-        pending = None
-        if blob is not None and method == "GET" and not _has_token(path_qs):
-            pending = _Pending(headers.get("Authorization"))
-            self._pending.setdefault(blob, []).append(pending)
-        try:
-            answer = await self._request(method, path_qs, headers, registry_api)
-        except BaseException:
-            if pending is not None:
-                self._settle(blob, pending, None)
-            raise
-        if pending is not None:
-            self._settle(blob, pending, answer)
-        if (method == "HEAD" and blob is not None and answer.response.status == 200
-                and not _has_token(path_qs)):
-            # Authorized with these credentials: not to be handed another client's refusal.
-            try:
-                await self.wait_for_refusals(blob, headers.get("Authorization"))
-            except BaseException:
-                answer.release()
-                raise
-        return answer
+        return await self._request(method, path_qs, dict(headers or {}), registry_api, fill)
 
     async def _request(self, method: str, path_qs: str, headers: dict,
-                       registry_api: bool) -> UpstreamResponse:
+                       registry_api: bool, fill: bool) -> UpstreamResponse:
         failures = []
+        busy = 0
         for upstream in self.order():
-            began = time.monotonic()
+            if fill and self._fills[upstream] >= self.max_fills:
+                busy += 1
+                continue
+            answer = await self._try(upstream, method, path_qs, headers, registry_api, fill,
+                                     failures)
+            if answer is not None:
+                return answer
+        if busy and not failures:
+            raise UpstreamsBusy([UpstreamFailure("every upstream", "busy", f"{self.max_fills} "
+                                                 "fills in flight (DTRCACHE_MAX_FILLS)")])
+        raise AllUpstreamsFailed(failures)
+
+    async def _try(self, upstream: str, method: str, path_qs: str, headers: dict,
+                   registry_api: bool, fill: bool,
+                   failures: list[UpstreamFailure]) -> UpstreamResponse | None:
+        """One upstream's usable answer, or None (its failure added to ``failures``)."""
+        began = time.monotonic()
+        if fill:
+            self._fills[upstream] += 1
+        answer = None
+        try:
             try:
                 async with asyncio.timeout(self.fetch_timeout) as deadline:
                     response = await self._send(method, upstream, path_qs, dict(headers),
                                                 registry_api)
             except _Unusable as exc:
                 failures.append(self._fail(upstream, exc.kind, exc.detail))
-                continue
+                return None
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 if self.fetch_timeout is not None and deadline.expired():
                     failures.append(self._fail(
@@ -212,11 +206,18 @@ class UpstreamPool:
                         f"fetchtimeout ({self.fetch_timeout:g} s)"))
                 else:
                     failures.append(self._fail(upstream, classify(exc), str(exc)[:300]))
-                continue
+                return None
             answer = UpstreamResponse(upstream, response)
             self._watch(answer, method, path_qs, began)
             return answer
-        raise AllUpstreamsFailed(failures)
+        finally:
+            if fill and answer is None:
+                self._fills[upstream] -= 1
+            elif fill:
+                answer.on_release.append(lambda: self._end_fill(upstream))
+
+    def _end_fill(self, upstream: str) -> None:
+        self._fills[upstream] -= 1
 
     async def _send(self, method: str, upstream: str, path_qs: str, headers: dict,
                     registry_api: bool) -> aiohttp.ClientResponse:
@@ -281,48 +282,6 @@ class UpstreamPool:
              digest=match["digest"], action="fetching from the upstream with its token")
         return f"{upstream}{parts.path}?{parts.query}"
 
-    # -- refusals that must not be shared ------------------------------------------------
-
-    def _settle(self, digest: str, pending: _Pending, answer: UpstreamResponse | None) -> None:
-        """Record the answer to a token-less blob GET: a 200 is shareable with anyone
-        authorized for the blob; a refusal stays on record until its answer is released."""
-        pending.status = answer.response.status if answer is not None else None
-        pending.answered.set()
-        if answer is None or pending.status == 200:
-            pending.released.set()
-            self._forget(digest, pending)
-            return
-
-        def released() -> None:
-            pending.released.set()
-            self._forget(digest, pending)
-
-        answer.on_release.append(released)
-
-    def _forget(self, digest: str, pending: _Pending) -> None:
-        entries = self._pending.get(digest, [])
-        if pending in entries:
-            entries.remove(pending)
-        if not entries:
-            self._pending.pop(digest, None)
-
-    async def wait_for_refusals(self, digest: str, authorization: object = SIGNED_TOKEN) -> None:
-        """Wait until no token-less GET of ``digest`` sent with other credentials than
-        ``authorization`` (``SIGNED_TOKEN``: a signed token's holder) may still end refused:
-        until each has answered 200, or its refusal (and the fill it failed) is let go."""
-        while True:
-            for pending in list(self._pending.get(str(digest), ())):
-                if pending.authorization == authorization:
-                    continue  # same credentials: the same answer is right
-                if not pending.answered.is_set():
-                    await pending.answered.wait()
-                    break
-                if pending.status != 200 and not pending.released.is_set():
-                    await pending.released.wait()
-                    break
-            else:
-                return
-
     # -- slow transfers ------------------------------------------------------------------
 
     def _watch(self, answer: UpstreamResponse, method: str, path_qs: str,
@@ -381,15 +340,6 @@ class _Unusable(Exception):
         super().__init__(kind)
         self.kind = kind
         self.detail = detail
-
-
-def _blob_digest(path_qs: str) -> str | None:
-    match = _BLOB_PATH.match(urlsplit(path_qs).path)
-    return match["digest"] if match else None
-
-
-def _has_token(path_qs: str) -> bool:
-    return TOKEN_PARAM in parse_qs(urlsplit(path_qs).query)
 
 
 def _without_authorization(headers: dict) -> dict:

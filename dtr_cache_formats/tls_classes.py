@@ -1,13 +1,10 @@
 """Names for TLS and connection failures, the words an operator searches for.
 
-OpenSSL's X509_V_ERR_* codes map to a few classes; ``classify`` names any exception raised by
-``ssl``, ``socket``, httpx or aiohttp the same way on both sides of a hop.
+OpenSSL's X509_V_ERR_* codes map to a few classes. Each side names the exceptions it meets with
+its own code (the cache: ``cache_under_test.tls.classify``; the harness: ``probes.tlsfailure``).
 """
 
 from __future__ import annotations
-
-import socket
-import ssl
 
 UNKNOWN_AUTHORITY = "unknown authority"
 HOSTNAME_MISMATCH = "hostname mismatch"
@@ -40,28 +37,3 @@ VERIFY_CLASSES = {
     67: WEAK_KEY,            # CA certificate key too weak
 }
 
-
-def classify(exc: BaseException) -> str:
-    """A short failure class for a TLS or connection error."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        # aiohttp's wrappers subclass ssl's errors without their fields: unwrap them first.
-        inner = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
-        if isinstance(inner, BaseException) and inner is not exc:
-            exc = inner
-            continue
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            code = getattr(exc, "verify_code", None)
-            fallback = f"certificate rejected ({getattr(exc, 'verify_message', exc)})"
-            return VERIFY_CLASSES.get(code, fallback)
-        if isinstance(exc, ssl.SSLError):
-            return f"tls handshake ({exc.reason or exc.strerror or exc})".lower()
-        if isinstance(exc, ConnectionRefusedError):
-            return CONNECTION_REFUSED
-        if isinstance(exc, socket.gaierror):
-            return NAME_RESOLUTION
-        if isinstance(exc, TimeoutError):
-            return TIMEOUT
-        exc = exc.__cause__ or exc.__context__
-    return CONNECTION_FAILED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,3 +117,29 @@ def test_processes_option_is_checked(tmp_path, registry, make_cache):
                              cwd=REPO_ROOT, timeout=60)
         assert run.returncode == 2
         assert "config error: DTRCACHE_PROCESSES / --processes" in run.stderr
+
+
+def test_private_directories_left_by_a_kill_of_every_process_are_removed_at_start(
+        registry, make_cache):
+    tmp = Path(tempfile.mkdtemp(prefix="t19-"))  # short: the fetcher's socket path is in it
+    try:
+        env = {"TMPDIR": str(tmp)}
+        killed = make_cache([registry.url], env=env)
+        live = make_cache([registry.url], env=env)
+        private = {p.name for p in tmp.glob("dtrcache-*")}
+        assert len(private) == 2
+        os.killpg(killed.process.pid, signal.SIGKILL)  # every process of that cache
+        killed.process.wait(10)
+        time.sleep(0.5)
+        assert {p.name for p in tmp.glob("dtrcache-*")} == private  # left behind
+
+        again = make_cache([registry.url], env=env)
+        now = {p.name for p in tmp.glob("dtrcache-*")}
+        assert len(now) == 2, now  # the live cache's and the new one's
+        assert len(now & private) == 1  # the stale one is gone, the live one's kept
+        assert httpx.get(f"{live.url}/v2/", verify=False, timeout=10).status_code == 200
+        cleaned = events(again.log_lines(), "processes.cleaned")
+        assert cleaned and cleaned[0].get("removed") == [str(tmp / name) for name in
+                                                          private - now], cleaned
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -7,6 +7,7 @@ holds at most ``DTRCACHE_MAX_CONNECTIONS``, and serves the next client once one 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import time
@@ -14,6 +15,8 @@ import time
 import pytest
 
 from dtr_cache_check.probes.logs import events
+
+from .cachekit import status_kib
 
 HANDSHAKE = 2.0  # seconds, for the test
 HEADER = 3.0
@@ -162,3 +165,79 @@ def test_a_server_process_holds_at_most_max_connections(registry, make_cache, pu
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_one_address_cannot_take_every_connection(registry, make_cache, push, client, pki):
+    digest, _ = push(registry)
+    cache = make_cache([registry.url], processes="1",
+                       env={"DTRCACHE_MAX_CONNECTIONS": "30",
+                            "DTRCACHE_MAX_CLIENT_CONNECTIONS": "10"})
+    c = client(cache)
+    assert c.get_blob("team/app", digest).status_code == 200
+    flood = []
+    try:
+        for _ in range(40):  # silent connections from another address of this machine
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))
+            sock.connect(("127.0.0.1", cache.port))
+            flood.append(sock)
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert c.get_blob("team/app", digest).status_code == 200
+        assert time.monotonic() - started < 2.0
+        limit = [line for line in cache.log_lines()
+                 if line.get("event") == "connections.client_limit"]
+        assert limit and limit[0].get("client") == "127.0.0.2", limit
+        assert limit[0].get("max_client_connections") == 10
+    finally:
+        for sock in flood:
+            sock.close()
+
+
+READERS = 100
+# What a stalled reader may pin: the read in flight, its TLS records and what its socket has
+# not taken, about 3 x fill.READ_CHUNK (about 1.5 MiB before the bound).
+PER_READER_KIB = 1024
+RETURNED_WITHIN = 3.5  # s: heap.TRIM_INTERVAL and a margin
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.mark.slow
+def test_slow_readers_of_a_hit_hold_a_bounded_buffer_and_give_it_back(registry, make_cache,
+                                                                      push, client, pki):
+    digest, _ = push(registry, size=8 * 1024 * 1024)
+    cache = make_cache([registry.url], processes="1")
+    c = client(cache)
+    for _ in range(2):  # a miss, then a hit: the hit path's own allocations are made
+        assert c.get_blob("team/app", digest).status_code == 200
+    pid = cache.process.pid
+    request = (f"GET /v2/team/app/blobs/{digest} HTTP/1.1\r\nHost: cache\r\n\r\n").encode()
+
+    fds = open_fds(pid)
+
+    async def scenario() -> tuple[int, int, int]:
+        before = status_kib(pid)
+        readers = []
+        for _ in range(READERS):  # each reads the answer's head, then nothing more
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", cache.port, ssl=pki.context, server_hostname="127.0.0.1")
+            writer.write(request)
+            await reader.readuntil(b"\r\n\r\n")
+            readers.append(writer)
+        await asyncio.sleep(2.0)  # the cache has written all it will to them
+        held = status_kib(pid)
+        for writer in readers:
+            writer.transport.abort()
+        await asyncio.sleep(RETURNED_WITHIN)
+        return before, held, status_kib(pid)
+
+    before, held, after = asyncio.run(scenario())
+    per_reader = (held - before) / READERS
+    assert per_reader < PER_READER_KIB, f"{per_reader:.0f} KiB a slow reader"
+    assert after - before < 10 * 1024, \
+        f"{(after - before) / 1024:.1f} MiB not given back after they closed"
+    assert open_fds(pid) <= fds
+    assert c.get_blob("team/app", digest).status_code == 200

@@ -168,10 +168,10 @@ def test_minrate_and_fetchtimeout_errors_name_the_key(value, key, words):
 
 
 @pytest.mark.parametrize(("options", "rate", "timeout"), [
-    ({}, 1024.0, None),
+    ({}, 1024.0, 3600.0),  # a fill's default deadline: an hour
     ({"minrate": "64KiB", "fetchtimeout": "30m"}, 65536.0, 1800.0),
-    ({"minrate": "1MB/s"}, 1e6, None),
-    ({"minrate": 0}, None, None),
+    ({"minrate": "1MB/s"}, 1e6, 3600.0),
+    ({"minrate": 0}, None, 3600.0),
 ])
 def test_minrate_and_fetchtimeout_values(options, rate, timeout):
     raw = cache_config(upstreams=["https://dtr.example.com"], cas=[], blobttl=None)

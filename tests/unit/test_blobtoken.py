@@ -11,6 +11,7 @@ from cache_under_test.blobtoken import (
     ALGORITHM,
     AUDIENCE,
     LEEWAY,
+    ClockSkew,
     KeySet,
     SigningKey,
     TokenError,
@@ -108,7 +109,8 @@ def test_private_key_round_trip(key):
 def pyjwt_accepts(token: str, key: SigningKey) -> bool:
     try:
         jwt.decode(token, key.private_key.public_key(), algorithms=[ALGORITHM],
-                   audience=AUDIENCE, leeway=LEEWAY, options={"require": ["exp", "sub", "aud"]})
+                   audience=AUDIENCE, leeway=LEEWAY,
+                   options={"require": ["exp", "iat", "sub", "aud"]})
         return True
     except jwt.PyJWTError:
         return False
@@ -133,16 +135,18 @@ BASE = {"sub": "alice", "repo": "alice/app", "digest": DIGEST, "aud": AUDIENCE,
 CLAIM_CASES = {
     "good": {},
     "audience in a list": {"aud": ["other", AUDIENCE]},
-    "expired within the leeway": {"exp": NOW - 5},
-    "expired": {"exp": NOW - 60},
+    "expired within the leeway": {"exp": NOW - LEEWAY // 2},
+    "expired": {"exp": NOW - 2 * LEEWAY},
     "other audience": {"aud": "registry"},
     "no audience": {"aud": None},
     "no subject": {"sub": None},
     "subject not a string": {"sub": 7},
     "no expiry": {"exp": None},
     "expiry not a number": {"exp": "tomorrow"},
-    "not valid before later": {"nbf": NOW + 120},
-    "issued in the future": {"iat": NOW + 120},
+    "not valid before later": {"nbf": NOW + 2 * LEEWAY},
+    "issued in the future": {"iat": NOW + 2 * LEEWAY},
+    "issued in the future within the leeway": {"iat": NOW + LEEWAY // 2},
+    "no issue time": {"iat": None},
 }
 
 
@@ -165,3 +169,19 @@ def test_a_mutated_token_is_never_accepted_when_pyjwt_rejects_it(key, data):
     mutated = token[:position] + ("" if cut else replacement) + token[position + 1:]
     if ours_accepts(mutated, key):
         assert pyjwt_accepts(mutated, key), mutated
+
+
+def test_leeway_and_lifetime_are_the_callers(key):
+    keys = KeySet(jwks(key))
+    now = time.time()
+    day = sign(key, ttl=86400)
+    with pytest.raises(TokenError, match="lifetime"):
+        keys.verify(day, repository="alice/app", digest=DIGEST)
+    assert keys.verify(day, repository="alice/app", digest=DIGEST, max_lifetime=86400).user \
+        == "alice"
+    ahead = sign(key, now=now + 90)
+    with pytest.raises(ClockSkew) as info:
+        keys.verify(ahead, repository="alice/app", digest=DIGEST)
+    assert 85 <= info.value.skew <= 95
+    grant = keys.verify(ahead, repository="alice/app", digest=DIGEST, leeway=120)
+    assert 85 <= grant.issued_at - now <= 95

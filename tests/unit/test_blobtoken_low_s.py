@@ -5,6 +5,7 @@ same canonical spelling and the same ``token_id``."""
 
 import base64
 import hashlib
+import time
 
 import jwt
 import pytest
@@ -53,8 +54,9 @@ def sign(key, **kw) -> str:
 
 def pyjwt_signed(key) -> str:
     """A token as a stand-in signing with PyJWT directly would issue it."""
+    now = int(time.time())
     claims = {"sub": "alice", "repo": "alice/app", "digest": DIGEST,
-              "aud": "dtr-content-cache", "exp": 2_000_000_000}
+              "aud": "dtr-content-cache", "iat": now, "exp": now + 300}
     return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.key_id})
 
 

@@ -274,3 +274,44 @@ def test_timeouts_and_connection_limit_from_the_environment(pki, tmp_path):
                                    "DTRCACHE_MAX_CONNECTIONS": "-1"})
     assert sorted(p.split(":")[0] for p in info.value.problems) == [
         "DTRCACHE_HEADER_TIMEOUT", "DTRCACHE_MAX_CONNECTIONS", "DTRCACHE_TLS_HANDSHAKE_TIMEOUT"]
+
+
+def test_the_guards_knobs_from_the_environment(pki, tmp_path):
+    path = write_yaml(tmp_path / "c.yml", good(pki))
+    defaults = load_config(path, environ={}).limits
+    assert (defaults.max_fills, defaults.clock_leeway, defaults.max_token_lifetime,
+            defaults.keys_refresh, defaults.max_client_connections) == (64, 60.0, 3600.0,
+                                                                         300.0, 0)
+    set_ = load_config(path, environ={"DTRCACHE_MAX_FILLS": "8", "DTRCACHE_CLOCK_LEEWAY": "0",
+                                      "DTRCACHE_MAX_TOKEN_LIFETIME": "24h",
+                                      "DTRCACHE_KEYS_REFRESH": "90s",
+                                      "DTRCACHE_MAX_CLIENT_CONNECTIONS": "32"}).limits
+    assert (set_.max_fills, set_.clock_leeway, set_.max_token_lifetime, set_.keys_refresh,
+            set_.max_client_connections) == (8, 0.0, 86400.0, 90.0, 32)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={"DTRCACHE_MAX_FILLS": "0", "DTRCACHE_CLOCK_LEEWAY": "-1s",
+                                   "DTRCACHE_MAX_TOKEN_LIFETIME": "0",
+                                   "DTRCACHE_KEYS_REFRESH": "often",
+                                   "DTRCACHE_MAX_CLIENT_CONNECTIONS": "many"})
+    assert sorted(p.split(":")[0] for p in info.value.problems) == [
+        "DTRCACHE_CLOCK_LEEWAY", "DTRCACHE_KEYS_REFRESH", "DTRCACHE_MAX_CLIENT_CONNECTIONS",
+        "DTRCACHE_MAX_FILLS", "DTRCACHE_MAX_TOKEN_LIFETIME"]
+
+
+def test_the_profile_is_reference_unless_distribution_is_asked_for(pki, tmp_path):
+    path = write_yaml(tmp_path / "config.yml", good(pki))
+    assert load_config(path, environ={}).output.profile == "reference"
+    dist = load_config(path, environ={"DTRCACHE_PROFILE": "distribution",
+                                      "REGISTRY_LOG_FORMATTER": "json"}).output
+    assert (dist.profile, dist.formatter, dist.access_log) == ("distribution", "json", True)
+    with pytest.raises(ConfigError, match="DTRCACHE_PROFILE: 'distro' is not one of"):
+        load_config(path, environ={"DTRCACHE_PROFILE": "distro"})
+
+
+def test_a_formatter_distribution_would_refuse_stops_the_distribution_profile(pki, tmp_path):
+    raw = good(pki)
+    raw["log"]["formatter"] = "xml"
+    path = write_yaml(tmp_path / "config.yml", raw)
+    with pytest.raises(ConfigError, match=r"log\.formatter: unsupported logging formatter"):
+        load_config(path, environ={"DTRCACHE_PROFILE": "distribution"})
+    assert load_config(path, environ={}).output.profile == "reference"  # its events ignore it
