@@ -141,6 +141,16 @@ class BlobHandler:
             return self.pool.request("GET", upstream_path, headers, fill=True)
 
         if fill is None:
+            # A fill this request waited on (another client's credentials) may have fetched,
+            # verified and published a small blob before the wait ended: serve that copy
+            # rather than fetch it again (single flight across different clients' tokens).
+            mine = await self._verified_copy(digest, name)
+            if mine is not None:
+                try:
+                    return await self._serve_stored(request, mine, name, user, began, token,
+                                                    upstream_path, headers)
+                finally:
+                    mine.close()
             try:
                 fill = self.fills.begin(digest, name, fetch, credentials)
             except StorageFailed as exc:  # logged as storage.error; /health reports it

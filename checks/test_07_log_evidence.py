@@ -143,8 +143,11 @@ def test_no_tls_errors_in_the_cache_logs(target, steps, cycle, evidence):
         # HA: a client refusing one replica's certificate shows here as a handshake failure
         ha.replicas_first(target, steps)
         first = bad[0]
-        kind = first.get("kind") or "tls error"
-        fail(CACHE_DTR if first.get("event") == "upstream.error" else LOGS,
+        kind = first.get("kind") or logevidence.tls_class_in(first.raw) or "tls error"
+        # A refused handshake is a client's (Go's "TLS handshake error from", or the
+        # reference's event); any other TLS failure is the cache's own call upstream.
+        inbound = bool(logevidence.refused_handshakes([first]))
+        fail(LOGS if inbound else CACHE_DTR,
              f"the cache logged {len(bad)} TLS failure(s), first: {kind} "
              f"({str(first.get('detail') or first.raw)[:200]})",
              "make the cache trust DTR's CA: the seed's certs/dtr.cert.pem "
