@@ -102,3 +102,51 @@ def test_every_check_can_be_made_to_fail_first():
     assert len(ids) >= 50, listed[-2000:]
     uncovered = sorted(ids - {fault.check for fault in FAULTS})
     assert not uncovered, f"checks no fault makes fail: {uncovered}"
+
+
+# -- the distribution profile, healthy: its bench is the matrix's last ----------------------
+
+HIT = "test_5_first_request_misses_and_second_hits"
+LOG_BASED = ("test_logs_show_the_miss_then_the_hit", "test_no_tls_errors_in_the_cache_logs",
+             "test_docker_pull_is_served_by_the_cache",
+             "test_containerd_pull_is_served_by_the_cache")
+
+
+@pytest.fixture(scope="module")
+def distribution_bench(bench_for):
+    return bench_for("single", None, "distribution")
+
+
+def test_a_distribution_built_cache_is_ready_only_on_what_others_observe(distribution_bench):
+    """The cache shows what Mirantis's closed build shows (no X-Cache, no events of ours,
+    distribution's log lines): READY, the hit proven by its storage and DTR's logs."""
+    outcomes = distribution_bench.run_checks(
+        "distribution-healthy", deselect=[SPEED_CHECKS, TTL_CHECK])
+    failed = [f"{o.name}: {o.first_line}" for o in outcomes.values() if o.status in FAILED]
+    assert not failed, failed
+    hit = outcomes[HIT]
+    assert hit.status == "passed" and "X-Cache" not in hit.evidence, hit.evidence
+    assert "cache's storage" in hit.evidence and "DTR's logs" in hit.evidence, hit.evidence
+    assert outcomes["test_no_tls_errors_in_the_cache_logs"].status == "passed"
+
+
+def test_without_storage_dtr_logs_or_metrics_the_hit_is_not_proven(distribution_bench):
+    outcomes = distribution_bench.run_checks(
+        "distribution-unproven", drop=("--cache-host", "--dtr-logs"),
+        select=(f"checks/test_06_pull_cycle.py::{HIT}",))
+    hit = outcomes[HIT]
+    assert hit.status == "skipped", hit
+    assert all(option in hit.first_line for option in ("--cache-host", "--dtr-logs",
+                                                       "--cache-metrics")), hit.first_line
+
+
+def test_with_dtrs_logs_given_as_the_caches_no_log_based_check_passes(distribution_bench):
+    dtr = f"docker:{distribution_bench.dep.container_name('dtr')}"
+    outcomes = distribution_bench.run_checks(
+        "distribution-dtr-logs", extra=["--cache-logs", dtr],
+        select=tuple(f"checks/{f}::{n}" for f, n in (
+            ("test_07_log_evidence.py", LOG_BASED[0]), ("test_07_log_evidence.py", LOG_BASED[1]),
+            ("test_09_docker_client.py", LOG_BASED[2]),
+            ("test_11_containerd_client.py", LOG_BASED[3]))))
+    passed = [name for name in LOG_BASED if outcomes[name].status == "passed"]
+    assert not passed, passed
