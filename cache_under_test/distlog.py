@@ -44,7 +44,9 @@ ROUTE_VARS = ("name", "reference", "digest", "uuid")  # gorilla/mux vars distrib
 # Our events that distribution has words for at start (registry.go: "listening on ...").
 _STARTED_WORDS = {"server.started": "listening on {addr}{tls}",
                   "debug.started": "debug server listening {addr}"}
-_TEXT_FIELDS = ("problem", "error", "reason", "action")
+# Said in a warning's or an error's words, in this order (an upstream's TLS failure names the
+# upstream, its class and OpenSSL's detail, as distribution's Go client error would).
+_TEXT_FIELDS = ("problem", "upstream", "kind", "detail", "error", "reason", "action")
 
 
 class Writer:

@@ -165,6 +165,15 @@ def test_speed_outcome_per_verdict():
     assert speed_outcome(faster).outcome == "passed"
     slower = speed_outcome(_result((FASTER, 3.0, 32 << 20), (SLOWER, 0.5, 64 << 10)))
     assert slower.outcome == "failed" and "SLOWER" in slower.cause and "1x64KiB" in slower.cause
+    # Below the break-even size a layer loses the redirect's round trip by physics: said, not
+    # failed (a LAN); a shape at or above it that is slower fails.
+    lan = _result((INCONCLUSIVE, 1.0, 16 << 20), (SLOWER, 0.68, 64 << 10))
+    lan.break_even_bytes = 6 << 20
+    assert speed_outcome(lan).outcome == "skipped" and "below" in speed_outcome(lan).cause
+    assert speed_outcome(lan, 1.5).outcome == "failed"
+    far = _result((SLOWER, 0.4, 16 << 20), (SLOWER, 0.5, 64 << 10))
+    far.break_even_bytes = 6 << 20
+    assert speed_outcome(far).outcome == "failed" and "1x16MiB" in speed_outcome(far).cause
     # NO GAIN: not observable from here (advisory), a failure once a speedup is expected.
     assert speed_outcome(_result((NO_GAIN, 1.0, 1 << 20))).outcome == "skipped"
     assert speed_outcome(_result((NO_GAIN, 1.0, 1 << 20)), 1.5).outcome == "failed"
