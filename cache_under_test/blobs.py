@@ -35,6 +35,7 @@ from .metrics import Metrics
 from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
 from .ranges import blob_response
 from .storage import BlobStore
+from .stored import Hit, StoredCopies
 from .uncached import finish_uncached, relay_verified
 from .upstream import (
     AllUpstreamsFailed,
@@ -43,7 +44,6 @@ from .upstream import (
     UpstreamsBusy,
     relay_headers,
 )
-from .verified import Rehasher
 
 LIMIT_LOG_INTERVAL = 10.0  # seconds between fills.limit lines while at the bound
 _REFUSAL_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "BLOB_UNKNOWN"}
@@ -62,7 +62,8 @@ class BlobHandler:
         self.fills = fills
         self.auth = auth
         self.metrics = metrics
-        self.rehasher = Rehasher()
+        self.copies = StoredCopies(store, fills, metrics, removes=forwarder is None,
+                                   faults=test_faults)
         self._busy_logged = Every(LIMIT_LOG_INTERVAL)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -76,7 +77,7 @@ class BlobHandler:
             return oci_error(400, "DIGEST_INVALID", str(exc))
         hit = None
         if self.forwarder is not None:  # a server process: a copy verified in this run, or
-            hit = self._open_fresh(digest, name)  # the fetcher's business (it authorizes too)
+            hit = self.copies.open_fresh(digest, name)  # the fetcher's business (it authorizes too)
             if hit is not None and not self.store.verified.check(digest, hit.st):
                 hit.close()
                 hit = None
@@ -88,7 +89,7 @@ class BlobHandler:
             if hit is not None:
                 hit.close()
 
-    async def _handle(self, request: web.Request, name: str, digest: Digest, hit: _Hit | None,
+    async def _handle(self, request: web.Request, name: str, digest: Digest, hit: Hit | None,
                       began: float) -> web.StreamResponse:
         token = request.query.get(TOKEN_PARAM)
         upstream_path = f"/v2/{name}/blobs/{digest}"
@@ -115,7 +116,7 @@ class BlobHandler:
             credentials = f"authorization {headers['Authorization']}"
 
         if hit is None:  # the fetcher, or the only process: its own copy, closed here
-            mine = await self._verified_copy(digest, name)
+            mine = await self.copies.open_verified(digest, name)
             if mine is not None:
                 try:
                     return await self._serve_stored(request, mine, name, user, began, token,
@@ -144,7 +145,7 @@ class BlobHandler:
             # A fill this request waited on (another client's credentials) may have fetched,
             # verified and published a small blob before the wait ended: serve that copy
             # rather than fetch it again (single flight across different clients' tokens).
-            mine = await self._verified_copy(digest, name)
+            mine = await self.copies.open_verified(digest, name)
             if mine is not None:
                 try:
                     return await self._serve_stored(request, mine, name, user, began, token,
@@ -162,7 +163,7 @@ class BlobHandler:
         finally:
             os.close(fd)
 
-    async def _serve_stored(self, request: web.Request, hit: _Hit, name: str,
+    async def _serve_stored(self, request: web.Request, hit: Hit, name: str,
                             user: str | None, began: float, token: str | None,
                             upstream_path: str, headers: dict) -> web.StreamResponse:
         """A hit: without a token, once the upstream allows this client the blob."""
@@ -178,50 +179,6 @@ class BlobHandler:
             if refusal is not None:
                 return refusal
         return await self._serve_hit(request, hit, name, user, began)
-
-    def _open_fresh(self, digest: Digest, name: str) -> _Hit | None:
-        """The stored copy of ``digest``, open, unless it has expired (then the fetcher, or
-        the only process, removes it: it is fetched again)."""
-        if "refetch-always" in self.faults:
-            return None  # TEST-ONLY: every request a miss, the copy rewritten by its fill
-        opened = self.store.open(digest)
-        if opened is None:
-            return None
-        hit = _Hit(*opened, digest)
-        if self.store.ttl is None or time.time() < hit.st.st_mtime + self.store.ttl:
-            return hit
-        hit.close()
-        if self.forwarder is None and self.fills.get(digest) is None \
-                and self.store.remove(digest):
-            self.metrics.expired.inc()
-            emit("blob.expired", digest=str(digest), repo=name, bytes=hit.st.st_size,
-                 age_s=round(time.time() - hit.st.st_mtime, 1), reason="requested")
-        return None
-
-    async def _verified_copy(self, digest: Digest, name: str) -> _Hit | None:
-        """The fresh stored copy of ``digest``, open, once this run knows its bytes are the
-        digest's (re-hashed if need be); a copy that is not is deleted, logged as
-        ``storage.corrupt``, and None answered (it is fetched again)."""
-        hit = self._open_fresh(digest, name)
-        if hit is None or self.store.verified.check(digest, hit.st):
-            return hit
-        known = self.store.verified.stamp(digest)
-        if known is not None and known.size != hit.st.st_size:
-            problem = f"{hit.st.st_size} bytes on disk, {known.size} verified"
-        elif await self.rehasher.matches(hit.fd, digest, hit.st):
-            self.store.verified.record(digest, hit.st)
-            return hit
-        else:
-            problem = "its bytes do not hash to its digest"
-        hit.close()
-        path = self.store.path(digest)
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == hit.st.st_ino and self.fills.get(digest) is None:
-                self.store.remove(digest)
-        self.metrics.errors.labels(kind="storage corrupt").inc()
-        emit("storage.corrupt", logging.ERROR, digest=str(digest), repo=name, path=str(path),
-             bytes=hit.st.st_size, problem=problem, action="deleted; fetching it again")
-        return None
 
     def _busy(self, name: str, digest: Digest, request: web.Request) -> web.Response:
         """503 and Retry-After: every upstream has its bound of fills in flight."""
@@ -279,7 +236,7 @@ class BlobHandler:
         finally:
             answer.release()
 
-    async def _serve_hit(self, request: web.Request, hit: _Hit, name: str,
+    async def _serve_hit(self, request: web.Request, hit: Hit, name: str,
                          user: str | None, began: float) -> web.StreamResponse:
         size = hit.st.st_size
         answer = blob_response(request, str(hit.digest), size, "HIT")
@@ -435,19 +392,6 @@ def _uncached(digest: Digest, name: str, request: web.Request, reason: Exception
     emit("blob.uncached", logging.WARNING, digest=str(digest), repo=name,
          client=client_address(request), reason=str(reason)[:300],
          action="sending the blob from the upstream without keeping a copy")
-
-
-class _Hit:
-    """A stored copy, open: its fd and fstat (what is served is what was checked)."""
-
-    def __init__(self, fd: int, st: os.stat_result, digest: Digest):
-        self.fd, self.st, self.digest = fd, st, digest
-        self._open = True
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            os.close(self.fd)
 
 
 class _Complete:
