@@ -83,6 +83,7 @@ def test_range_resume_through_the_redirect(target, layer, evidence):
 
 
 @pytest.mark.writes
+@pytest.mark.requires("test_1_push_a_fresh_image_to_dtr")  # its image is pushed as the user
 def test_signed_url_works_twice(target, layer, evidence):
     """The same signed URL from DTR's redirect works again within its lifetime (a retry)."""
     # Folded into the pull cycle's failure when it ran and failed, but not run first: the
