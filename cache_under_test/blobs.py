@@ -115,17 +115,23 @@ class BlobHandler:
             headers["Authorization"] = request.headers["Authorization"]
             credentials = f"authorization {headers['Authorization']}"
 
-        if hit is None:  # the fetcher, or the only process: its own copy, closed here
+        async def own_copy() -> web.StreamResponse | None:
+            """The fetcher's (or the only process's) verified copy, served and closed."""
             mine = await self.copies.open_verified(digest, name)
-            if mine is not None:
-                try:
-                    return await self._serve_stored(request, mine, name, user, began, token,
-                                                    upstream_path, headers)
-                finally:
-                    mine.close()
-        else:
+            if mine is None:
+                return None
+            try:
+                return await self._serve_stored(request, mine, name, user, began, token,
+                                                upstream_path, headers)
+            finally:
+                mine.close()
+
+        if hit is not None:
             return await self._serve_stored(request, hit, name, user, began, token,
                                             upstream_path, headers)
+        served = await own_copy()
+        if served is not None:
+            return served
         if request.method == "HEAD":
             return await self._relay_head(request, upstream_path, headers, digest)
         fill = await self.fills.joinable(digest, credentials)
@@ -145,13 +151,9 @@ class BlobHandler:
             # A fill this request waited on (another client's credentials) may have fetched,
             # verified and published a small blob before the wait ended: serve that copy
             # rather than fetch it again (single flight across different clients' tokens).
-            mine = await self.copies.open_verified(digest, name)
-            if mine is not None:
-                try:
-                    return await self._serve_stored(request, mine, name, user, began, token,
-                                                    upstream_path, headers)
-                finally:
-                    mine.close()
+            served = await own_copy()
+            if served is not None:
+                return served
             try:
                 fill = self.fills.begin(digest, name, fetch, credentials)
             except StorageFailed as exc:  # logged as storage.error; /health reports it
