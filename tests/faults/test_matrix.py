@@ -13,6 +13,7 @@ must equal what the matrix produced, so it cannot drift from what users really s
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -83,9 +84,15 @@ def test_troubleshooting_page_is_what_the_matrix_produced(diagnoses):
     page = render(FAULTS, diagnoses)
     if os.environ.get("DTR_CHECK_WRITE_DOCS") == "1":
         DOC_PATH.write_text(page)
-    assert DOC_PATH.exists() and DOC_PATH.read_text() == page, (
+    # The page quotes one run's numbers (speeds, byte offsets, inodes, clock readings); the
+    # words of every diagnosis and fix must be the same, the numbers may differ.
+    assert DOC_PATH.exists() and numbers_masked(DOC_PATH.read_text()) == numbers_masked(page), (
         "docs/troubleshooting.md differs from this matrix run: regenerate it with "
         "DTR_CHECK_WRITE_DOCS=1 python -m pytest tests/faults")
+
+
+def numbers_masked(text: str) -> str:
+    return re.sub(r"\d+", "#", text)
 
 
 def test_every_check_can_be_made_to_fail_first():

@@ -144,9 +144,24 @@ def client(pki) -> Callable[[LocalServer], RegistryClient]:
         c.close()
 
 
-def upstream_gets(registry: LocalServer, repo: str, digest: str) -> int:
-    """How many blob GETs the real registry answered for ``digest`` (its own log)."""
-    return len(distribution_requests(registry.log_lines(), "GET", f"/v2/{repo}/blobs/{digest}"))
+def upstream_gets(registry: LocalServer, repo: str, digest: str, settle: float = 0.3) -> int:
+    """How many blob GETs the real registry answered for ``digest`` (its own log), once the
+    count has held for ``settle`` seconds.
+
+    distribution writes its access line after the response is complete, which can be just
+    after the cache (and so the test's client) has the last byte: a count read at once can
+    miss the fetch that has just been answered.
+    """
+    path = f"/v2/{repo}/blobs/{digest}"
+    count = len(distribution_requests(registry.log_lines(), "GET", path))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(settle)
+        again = len(distribution_requests(registry.log_lines(), "GET", path))
+        if again == count:
+            break
+        count = again
+    return count
 
 
 def wait_for_event(server: LocalServer, name: str, /, timeout: float = 10.0, count: int = 1,
