@@ -2,9 +2,9 @@
 # Make a Docker engine available on this machine (idempotent: safe to run twice).
 #
 # - installs docker.io, debootstrap and docker-registry with apt-get when missing;
-# - if `docker info` fails, starts `dockerd --iptables=false` in the background with
-#   DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 (no Docker Hub look-ups), logging to /tmp/dockerd.log
-#   and writing its pid to /tmp/dockerd.pid;
+# - if `docker info` fails, starts `dockerd --iptables=false --max-download-attempts=1` in the
+#   background with DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 (no Docker Hub look-ups), logging to
+#   /tmp/dockerd.log and writing its pid to /tmp/dockerd.pid;
 # - waits (bounded) until `docker info` answers; exits non-zero with the log tail otherwise.
 #
 # The dockerd started here is left running on purpose: stop it with
@@ -56,8 +56,11 @@ if [ -z "$pid" ]; then
     fi
     log "starting dockerd --iptables=false (log: $LOG, pid file: $PIDFILE)"
     # setsid: its own session, so it outlives the shell (and process group) that started it.
+    # --max-download-attempts=1: a layer that fails (the fault matrix breaks the daemon's trust
+    # on purpose) fails the pull at once, not after 50 s of retries that go on hitting the
+    # cache (a refused handshake in the next run's window).
     DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd --iptables=false \
-        >>"$LOG" 2>&1 </dev/null &
+        --max-download-attempts=1 >>"$LOG" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$PIDFILE"
 fi

@@ -99,8 +99,7 @@ def _claimed_by_events(target, cycle) -> str | None:
     digests = list(cycle.first)
 
     def complete(lines):
-        found = [logevidence.for_blob(lines, d) for d in digests]
-        return all(e.kind == "events" and e.misses and e.hits for e in found)
+        return all(logevidence.miss_and_hit_or_none(lines, d, target.agent) for d in digests)
 
     lines = cache_lines(target, cycle.started, wait_for=complete)
     if not lines:

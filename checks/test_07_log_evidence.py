@@ -24,7 +24,9 @@ def _this_caches_lines(target, cycle) -> str:
     """Where the logs show this cache answering this run's requests (its fresh digests);
     skip when they do not."""
     lines = cache_lines(target, cycle.started, wait_for=lambda ls: any(
-        logevidence.for_blob(ls, d, target.agent).served for d in cycle.first)) or []
+        logevidence.for_blob(ls, d, target.agent).served for d in cycle.first),
+        elsewhere=lambda ls: all(logevidence.for_blob(ls, d, target.agent).others
+                                 for d in cycle.first)) or []
     for digest in cycle.first:
         seen = logevidence.for_blob(lines, digest, target.agent)
         if seen.served:
@@ -61,9 +63,8 @@ def test_logs_show_the_miss_then_the_hit(target, cycle, evidence):
         pytest.skip(NO_LOGS)
     digests = list(cycle.first)
 
-    def complete(lines):
-        return all(logevidence.for_blob(lines, d).kind == "events"
-                   and logevidence.for_blob(lines, d).hits for d in digests)
+    def complete(lines):  # a miss and a hit line for each, or lines of no hit to wait for
+        return all(logevidence.miss_and_hit_or_none(lines, d, target.agent) for d in digests)
 
     cache_lines(target, cycle.started, wait_for=complete)
     lines = _lines(target, cycle.started)
