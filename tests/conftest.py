@@ -1,5 +1,6 @@
 """What every test of the project shares: the Python processes the tests start keep their
-compiled bytecode between runs.
+compiled bytecode between runs; under ``-n 2 --dist loadgroup`` (README's test command) every
+test that uses the Docker engine runs on one worker, in order, and the others beside it.
 
 The tests start a few hundred Python processes (``pytest checks/`` against a bench, the cache's
 workers, the DTR stand-in on loopback). With ``PYTHONDONTWRITEBYTECODE`` set, as on this
@@ -11,7 +12,19 @@ mtime, so a stale entry is never used.
 
 import os
 
+import pytest
+
 from dtr_cache_check.testkit.local import REPO_ROOT
 
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.setdefault("PYTHONPYCACHEPREFIX", str(REPO_ROOT / ".pytest_cache" / "pycache"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The Docker tests share one engine, its swarm, /etc/hosts and the daemon's certs.d, and
+    the fault benches are built for one session: one worker runs them all, in their order.
+    The unit and integration tests (loopback servers, temp dirs) share nothing with them."""
+    for item in items:
+        if item.get_closest_marker("docker"):
+            item.add_marker(pytest.mark.xdist_group("docker"))

@@ -57,7 +57,8 @@ def test_checks_pass_on_the_reference_deployment(engine, tmp_path, mode):
     assert results["verdict"]["word"] == "READY"
     # On the LAN the cache cannot beat DTR: measured, said, and not a pass.
     speed = results["verdict"]["measurements"]["speed"]
-    assert speed["verdict"] in ("NO GAIN", "INCONCLUSIVE"), speed
+    # (SLOWER too: below the break-even size the redirect's round trip to DTR is not won back)
+    assert speed["verdict"] in ("NO GAIN", "INCONCLUSIVE", "SLOWER"), speed
     assert "speed: " in done.stdout
     assert {c["name"] for c in results["checks"] if c["outcome"] == "passed"} >= {
         "test_expired_copy_is_fetched_again", "test_5_first_request_misses_and_second_hits",
