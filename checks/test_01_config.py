@@ -10,7 +10,7 @@ from dtr_cache_check.probes import configrules as rules
 from dtr_cache_check.probes import stackrules
 from dtr_cache_check.probes.deployed_files import CacheFiles
 from dtr_cache_check.probes.findings import ERROR, NOT_APPLICABLE, NOT_CHECKED, Finding
-from dtr_cache_check.probes.tlsprobe import probe
+from dtr_cache_check.probes.tlsprobe import served
 from dtr_cache_check.steps.deployed import deployed_certificate, load_files
 from dtr_cache_check.steps.findings import CONFIG, STACK, fail, not_applicable
 
@@ -91,7 +91,9 @@ def test_http_host_is_covered_by_the_certificate(target, files, evidence):
     file cannot be read: of the certificate the cache serves)."""
     cert, where = deployed_certificate(target, files)
     if cert is None and target.cache_url and not target.files_only:
-        cert, where = probe(target.cache_url, None).leaf, f"served by {target.cache_url}"
+        # Read without judging it: a refused certificate would be a TLS error in its logs
+        chain = served(target.cache_url)[1]
+        cert, where = (chain[0] if chain else None), f"served by {target.cache_url}"
     judge(rules.rule_host_covered_by_cert(files, cert), evidence)
     evidence.note(f"certificate {where}")
 
