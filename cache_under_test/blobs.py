@@ -241,7 +241,7 @@ class BlobHandler:
     async def _serve_hit(self, request: web.Request, hit: Hit, name: str,
                          user: str | None, began: float) -> web.StreamResponse:
         size = hit.st.st_size
-        answer = blob_response(request, str(hit.digest), size, "HIT")
+        answer = blob_response(request, str(hit.digest), size, "HIT", stored=True)
         if isinstance(answer, web.Response):
             return answer  # 416
         response, start, end = answer
