@@ -154,7 +154,7 @@ class GuardedSite(web.BaseSite):
         self._batch = 0 if shared else ACCEPT_BATCH
         self._limits = limits
         self._handler_args = handler_args
-        self._active = 0
+        self._active = 0  # client connections held now, handshakes included
         self._by_client: dict[str, int] = {}  # connections held, by client address
         self._room = asyncio.Event()
         self._accepting: asyncio.Task | None = None
@@ -167,11 +167,6 @@ class GuardedSite(web.BaseSite):
     @property
     def name(self) -> str:
         return self._name
-
-    @property
-    def active(self) -> int:
-        """Client connections held now, handshakes included."""
-        return self._active
 
     async def start(self) -> None:
         await super().start()
