@@ -7,16 +7,16 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from urllib.parse import quote
 
-import aiohttp
 from aiohttp import web
 
 from . import handoff
 from .auth import Authorizer, denied
 from .blobtoken import TOKEN_PARAM, TokenError
-from .errors import API_VERSION, API_VERSION_HEADER, break_off, client_gone, oci_error
+from .delivery import deliver, ms
+from .errors import API_VERSION, API_VERSION_HEADER, oci_error
 from .events import Every, emit
 from .fill import (
     MAX_ERROR_BODY,
@@ -30,6 +30,7 @@ from .fill import (
     stream_growing,
 )
 from .forward import MissForwarder, client_address
+from .hit import serve_hit
 from .limits import RETRY_AFTER
 from .metrics import Metrics
 from .names import Digest, InvalidDigest, InvalidName, parse_digest, parse_name
@@ -180,7 +181,7 @@ class BlobHandler:
                                                request)
             if refusal is not None:
                 return refusal
-        return await self._serve_hit(request, hit, name, user, began)
+        return await serve_hit(request, hit, name, user, began, self.metrics)
 
     def _busy(self, name: str, digest: Digest, request: web.Request) -> web.Response:
         """503 and Retry-After: every upstream has its bound of fills in flight."""
@@ -238,35 +239,6 @@ class BlobHandler:
         finally:
             answer.release()
 
-    async def _serve_hit(self, request: web.Request, hit: Hit, name: str,
-                         user: str | None, began: float) -> web.StreamResponse:
-        size = hit.st.st_size
-        answer = blob_response(request, str(hit.digest), size, "HIT")
-        if isinstance(answer, web.Response):
-            return answer  # 416
-        response, start, end = answer
-
-        async def send() -> int:
-            await response.prepare(request)
-            if request.method != "GET" or not size:
-                return 0
-            return await stream_growing(_Complete(size), hit.fd, start, end, response.write,
-                                        backed_up(request))  # FillFailed: truncated under us
-
-        sent = await _deliver(request, hit.digest, name, send)
-        if sent is None:
-            return response
-        self.metrics.hits.inc()
-        self.metrics.proxy_served("blob", size, hit=True)
-        self.metrics.served_bytes.inc(sent)
-        # Logged before the final flush: by the time the client has it all, the line is out.
-        emit("blob.hit", digest=str(hit.digest), repo=name, bytes=sent, size=size,
-             ms=_ms(began), user=user, method=request.method, client=client_address(request),
-             age_s=round(time.time() - hit.st.st_mtime, 1))
-        with contextlib.suppress(ConnectionError):
-            await response.write_eof()
-        return response
-
     async def _serve_fill(self, request: web.Request, fill, fd: int, joined: bool, name: str,
                           user: str | None, began: float, fetch) -> web.StreamResponse:
         try:
@@ -317,12 +289,12 @@ class BlobHandler:
                 return broken.sent + await finish_uncached(
                     fetch, fill.digest, size, start + broken.sent, end, write)
 
-        sent = await _deliver(request, fill.digest, name, send)
+        sent = await deliver(request, fill.digest, name, send)
         if sent is None:
             return response
         self.metrics.served_bytes.inc(sent)
         emit("blob.join" if joined else "blob.miss", digest=str(fill.digest), repo=name,
-             bytes=sent, size=size, ms=_ms(began), upstream=fill.upstream, user=user,
+             bytes=sent, size=size, ms=ms(began), upstream=fill.upstream, user=user,
              client=client_address(request))
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
@@ -364,46 +336,23 @@ class BlobHandler:
                 await response.prepare(request)
                 return await relay_verified(upstream, digest, size, start, end, response.write)
 
-            sent = await _deliver(request, digest, name, send)
+            sent = await deliver(request, digest, name, send)
             if sent is None:
                 return response
         finally:
             answer.release()
         self.metrics.served_bytes.inc(sent)
-        emit("blob.miss", digest=str(digest), repo=name, bytes=sent, size=size, ms=_ms(began),
+        emit("blob.miss", digest=str(digest), repo=name, bytes=sent, size=size, ms=ms(began),
              upstream=answer.upstream, user=user, client=client_address(request))
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
         return response
 
 
-async def _deliver(request: web.Request, digest: Digest, name: str,
-                   send: Callable[[], Awaitable[int]]) -> int | None:
-    """The bytes ``send()`` sent to the client; None when the client left (logged, dropped).
-    A transfer that failed (its bytes did not verify, or stopped coming) is broken off."""
-    try:
-        return await send()
-    except ConnectionError:  # before ClientError: aiohttp's reset is both
-        client_gone(request, digest=str(digest), repo=name, client=client_address(request))
-        return None
-    except (FillFailed, aiohttp.ClientError, TimeoutError) as exc:
-        break_off(request, exc, digest=str(digest), repo=name, client=client_address(request))
-
-
 def _uncached(digest: Digest, name: str, request: web.Request, reason: Exception) -> None:
     emit("blob.uncached", logging.WARNING, digest=str(digest), repo=name,
          client=client_address(request), reason=str(reason)[:300],
          action="sending the blob from the upstream without keeping a copy")
-
-
-class _Complete:
-    """A stored blob, as ``stream_growing`` sees it: all written and verified."""
-
-    def __init__(self, size: int):
-        self.written, self.done, self.error = size, True, None
-
-    async def wait_change(self) -> None:
-        raise AssertionError("a stored blob does not grow")
 
 
 def _corrupting(write, length: int):
@@ -418,10 +367,6 @@ def _corrupting(write, length: int):
         await write(chunk)
 
     return corrupt
-
-
-def _ms(began: float) -> float:
-    return round((time.monotonic() - began) * 1000, 1)
 
 
 def _error_headers(headers: dict[str, str]) -> dict[str, str]:

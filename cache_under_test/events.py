@@ -87,18 +87,40 @@ _SECRET_TEXT = [
     # a JWT, or the start of one (an error message may cut it short)
     (re.compile(r"eyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){0,2}"), "REDACTED-JWT"),
 ]
-# Every pattern above needs one of these: one search spares most strings the rewrites.
-_MAYBE_SECRET = re.compile(
-    rf"token|%|{_SHORT_SCHEMES}|{_LONG_SCHEMES}|authorization|cookie|x-registry-auth|@"
-    r"|PRIVATE KEY|eyJ", re.I)
+# Every pattern above needs one of these words (in any case): screening for them spares most
+# strings the rewrites.
+_SCREEN = ("token", "%", *_SHORT_SCHEMES.split("|"), *_LONG_SCHEMES.split("|"), "authorization",
+           "cookie", "x-registry-auth", "@", "private key", "eyj")
+_MAYBE_SECRET = re.compile("|".join(re.escape(word) for word in _SCREEN), re.I)
+_MAYBE_SECRET_LOWER = re.compile(_MAYBE_SECRET.pattern)  # the same, on lowercase ASCII
+_KEY_VERDICTS: dict[str, bool] = {}  # field name -> secret-named (names are few: remembered)
+
+
+def _maybe_secret(text: str) -> bool:
+    """Whether ``text`` holds a word of ``_SCREEN``: ``_MAYBE_SECRET``'s verdict. An ASCII text
+    (a digest, an address: most of a line) is lowercased and searched case-sensitively, a
+    quarter of the case-insensitive search's cost on every line logged; Unicode case folding
+    is left to that search."""
+    if text.isascii():
+        return _MAYBE_SECRET_LOWER.search(text.lower()) is not None
+    return _MAYBE_SECRET.search(text) is not None
+
+
+def _secret_named(key: str) -> bool:
+    verdict = _KEY_VERDICTS.get(key)
+    if verdict is None:
+        verdict = _SECRET_FIELDS.search(key) is not None
+        if len(_KEY_VERDICTS) < 4096:  # bounded, whatever names a record brings
+            _KEY_VERDICTS[key] = verdict
+    return verdict
 
 
 def redact(value: Any, key: str = "") -> Any:
     """``value`` with secrets masked: secret-named fields wholesale, tokens and keys in text."""
-    if key and _SECRET_FIELDS.search(key) and value not in (None, "", False):
+    if key and _secret_named(key) and value not in (None, "", False):
         return "REDACTED"
     if isinstance(value, str):
-        if not _MAYBE_SECRET.search(value):
+        if not _maybe_secret(value):
             return value
         for pattern, replacement in _SECRET_TEXT:
             value = pattern.sub(replacement, value)
@@ -170,6 +192,9 @@ def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     # Nothing here logs the pid or the thread (the process label says which process): a
     # LogRecord need not look them up for every line.
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    # Nor where in the source a line was logged: no stack walk for every record (the logging
+    # HOWTO's "Optimization"; the cost of findCaller on every hit's line).
+    logging._srcfile = None
 
 
 def capture_process_errors() -> None:

@@ -33,7 +33,7 @@ from .limits import Limits
 # 2 x 64 KiB of the process, as nginx's 2 x 32 KiB output buffers do.
 WRITE_HIGH_WATER = 64 * 1024
 LIMIT_LOG_INTERVAL = 10.0  # seconds between connections.limit lines while at a limit
-ACCEPT_BATCH = 64  # connections accepted at once when several are waiting
+ACCEPT_BATCH = 64  # connections accepted at once when several are waiting (a lone process)
 
 
 class GuardedHandler(web.RequestHandler):
@@ -138,16 +138,23 @@ def _client(transport: asyncio.BaseTransport | None) -> str | None:
 class GuardedSite(web.BaseSite):
     """Serves ``runner``'s application on an already listening TCP socket (shared with the
     other server processes), accepting connections itself: at most ``limits.max_connections``
-    at a time, TLS handshakes within ``limits.handshake_timeout``."""
+    at a time, TLS handshakes within ``limits.handshake_timeout``.
+
+    ``shared``: other server processes accept on the same socket. Then each takes one
+    connection a turn of its event loop (as nginx's workers do, ``multi_accept off``), so that
+    a burst of connections (a client's 8 or 32 at once) is spread over the processes, a busy
+    one taking fewer; taking every waiting one at once, the first process to wake served them
+    all on one core while the others idled. A lone process takes them in batches."""
 
     def __init__(self, runner: web.AppRunner, sock: socket.socket, *,
                  ssl_context: ssl.SSLContext | None, limits: Limits,
-                 handler_args: dict[str, Any]):
+                 handler_args: dict[str, Any], shared: bool = False):
         super().__init__(runner, ssl_context=ssl_context)
         self._sock = sock
+        self._batch = 0 if shared else ACCEPT_BATCH
         self._limits = limits
         self._handler_args = handler_args
-        self._active = 0
+        self._active = 0  # client connections held now, handshakes included
         self._by_client: dict[str, int] = {}  # connections held, by client address
         self._room = asyncio.Event()
         self._accepting: asyncio.Task | None = None
@@ -160,11 +167,6 @@ class GuardedSite(web.BaseSite):
     @property
     def name(self) -> str:
         return self._name
-
-    @property
-    def active(self) -> int:
-        """Client connections held now, handshakes included."""
-        return self._active
 
     async def start(self) -> None:
         await super().start()
@@ -192,8 +194,11 @@ class GuardedSite(web.BaseSite):
             try:
                 conn, peer = await loop.sock_accept(self._sock)
                 self._serve(conn, peer)
+                if not self._batch:
+                    await asyncio.sleep(0)  # the next one a turn later (asyncio's own
+                    continue                # sock_accept would take it at once)
                 # Then whatever else is already waiting, without a trip through the loop.
-                for _ in range(ACCEPT_BATCH):
+                for _ in range(self._batch):
                     if self._active >= self._limits.max_connections:
                         break
                     conn, peer = self._sock.accept()

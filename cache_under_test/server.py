@@ -34,7 +34,8 @@ def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
 
     ``tls``: ``sock`` is the public listener (TLS when the config has a certificate, the
     guards of ``limits``, the minimal ``/health``); otherwise the fetcher's private socket;
-    ``fetcher``: the fetcher's Unix socket, for a server process (misses go there);
+    ``fetcher``: the fetcher's Unix socket, for a server process (misses go there; its
+    listener is shared with the other server processes);
     ``lifeline``: a pipe's read end that closes when the fetcher dies (then this one stops);
     ``supervisor``: the fetcher's watch over the server processes;
     ``debug_sock``: the debug listener (``http.debug.addr``), in the process that serves it;
@@ -62,12 +63,14 @@ def serve_on(config: CacheConfig, sock: socket.socket, *, tls: bool,
     debug_app = cache.debug_application() if debug_sock is not None else None
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(_serve(config, app, sock, ssl_context, public=tls, debug_app=debug_app,
-                       debug_sock=debug_sock, public_args=public_args))
+                       debug_sock=debug_sock, public_args=public_args,
+                       shared=fetcher is not None))
 
 
 async def _serve(config: CacheConfig, app: web.Application, sock: socket.socket,
                  ssl_context, *, public: bool, debug_app: web.Application | None,
-                 debug_sock: socket.socket | None, public_args: dict) -> None:
+                 debug_sock: socket.socket | None, public_args: dict,
+                 shared: bool = False) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -81,7 +84,7 @@ async def _serve(config: CacheConfig, app: web.Application, sock: socket.socket,
         site: web.BaseSite
         if public:
             site = GuardedSite(runner, sock, ssl_context=ssl_context, limits=config.limits,
-                               handler_args={**handler_args, **public_args})
+                               handler_args={**handler_args, **public_args}, shared=shared)
         else:
             site = web.SockSite(runner, sock, ssl_context=ssl_context)
         await site.start()

@@ -77,6 +77,7 @@ class BlobStore:
         self.ttl = ttl
         self.base = self.root / "docker" / "registry" / "v2"
         self.blobs = self.base / "blobs"
+        self._blobs_text = str(self.blobs)  # ``open``'s path built as text: it runs per hit
         self.uploads = self.base / "_cache_uploads"
         self.last_write_error: WriteError | None = None
 
@@ -109,8 +110,10 @@ class BlobStore:
 
     def open(self, digest: Digest) -> tuple[int, os.stat_result] | None:
         """A read-only fd on the stored copy of ``digest`` and its fstat, or None."""
-        try:
-            fd = os.open(self.path(digest), os.O_RDONLY)
+        hexpart = digest.hex
+        try:  # self.path(digest), without pathlib's cost on every request
+            fd = os.open(f"{self._blobs_text}/{digest.algorithm}/{hexpart[:2]}/{hexpart}/data",
+                         os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:

@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cache_under_test.blobtoken import TOKEN_PARAM, SigningKey
-from cache_under_test.events import _SECRET_TEXT, emit, redact, setup_logging
+from cache_under_test.events import (
+    _MAYBE_SECRET,
+    _SCREEN,
+    _SECRET_TEXT,
+    _maybe_secret,
+    emit,
+    redact,
+    setup_logging,
+)
 
 
 def test_json_line_with_redaction():
@@ -53,6 +61,17 @@ def test_the_fast_path_never_skips_a_secret(text):
     for pattern, replacement in _SECRET_TEXT:
         rewritten = pattern.sub(replacement, rewritten)
     assert redact(text) == rewritten
+
+
+WORDS = [w for word in _SCREEN for w in (word, word.upper(), word.title(), word[::-1])]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from([*WORDS, "\u017f", "\u212a", "\u0130", "\u0131", "sha256:"])
+                | st.text(max_size=5), max_size=8).map("".join))
+def test_the_screen_is_the_case_insensitive_search(text):
+    # ASCII text is screened on its lowercase (the per-line fast path), the rest by the regex.
+    assert _maybe_secret(text) == (_MAYBE_SECRET.search(text) is not None)
 
 
 # -- what aiohttp's parser errors quote: raw request lines and headers ------------------------

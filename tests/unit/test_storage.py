@@ -25,6 +25,12 @@ def test_layout_and_publish(tmp_path):
     assert not upload.exists()
     blob = store.lookup(d)
     assert blob.size == 5 and blob.fetched_at == 1000.0
+    fd, st = store.open(d)  # the very file ``path`` names
+    try:
+        assert os.pread(fd, 10, 0) == b"hello" and st.st_ino == os.stat(final).st_ino
+    finally:
+        os.close(fd)
+    assert store.open(digest_of(b"other")) is None
 
 
 def test_prepare_removes_crash_leftovers_but_keeps_blobs(tmp_path):
