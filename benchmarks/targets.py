@@ -25,16 +25,17 @@ def _cells(hits: list[dict], cache: str, peer: str) -> dict[str, float]:
 def targets(results: dict[str, Any]) -> list[list[str]]:
     rows: list[list[str]] = []
     hits = results["hits"]
-    for peer, goal, name in (("registry", 1.0, "distribution"), ("nginx", 0.7, "nginx")):
+    # Issue #19's goals: the median cell at least even with distribution, 0.9x nginx.
+    for peer, goal, name in (("registry", 1.0, "distribution"), ("nginx", 0.9, "nginx")):
         cells = _cells(hits, "cache-token", peer)
         if not cells:
             continue
         where = min(cells, key=lambda k: cells[k])
         below = [k for k, v in cells.items() if v < goal]
-        rows.append([f"hit throughput >= {goal}x {name} (signed token)",
-                     f"worst {cells[where]:.2f}x ({where}), median "
-                     f"{statistics.median(cells.values()):.2f}x; {len(below)} of {len(cells)} "
-                     "cells below", _ok(not below)])
+        median = statistics.median(cells.values())
+        rows.append([f"hit throughput median >= {goal}x {name} (signed token)",
+                     f"median {median:.2f}x, worst {cells[where]:.2f}x ({where}); "
+                     f"{len(below)} of {len(cells)} cells below", _ok(median >= goal)])
     stampede = {r["server"]: r for r in results["stampede"]}
     cache, proxy = stampede.get("cache-pull"), stampede.get("registry-proxy")
     if cache:
