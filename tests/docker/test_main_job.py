@@ -47,18 +47,19 @@ def test_checks_pass_on_the_reference_deployment(engine, tmp_path, mode):
                          for c in shape), [_skip_reason(c) for c in shape]
     skipped = [c.get("name") for c in cases if c.find("skipped") is not None
                and c not in shape]
-    # On the machine's own LAN the speed family has nothing to show (no gain, no rehearsal
-    # asked): tests/docker/test_speed_wan.py proves it under a WAN.
-    speed = ["test_pulls_through_the_cache_are_faster", "test_rollout_rehearsal"]
-    expected = ([] if mode == "swarm" else ["test_placement_constraint_matches_a_node"]) + speed
-    assert len(cases) >= 48 and skipped == expected, skipped
-    assert "READY: every essential check passed" in done.stdout, done.stdout[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["verdict"]["word"] == "READY"
-    # On the LAN the cache cannot beat DTR: measured, said, and not a pass.
+    # On the machine's own LAN the speed family has little to show: it is measured and said,
+    # and it passes only on the gain it measured (FASTER: the stand-in's Python front can lose
+    # to the cache even here); no rehearsal is asked for. tests/docker/test_speed_wan.py
+    # proves the gain under a WAN.
     speed = results["verdict"]["measurements"]["speed"]
-    # (SLOWER too: below the break-even size the redirect's round trip to DTR is not won back)
-    assert speed["verdict"] in ("NO GAIN", "INCONCLUSIVE", "SLOWER"), speed
+    assert speed["verdict"] in ("FASTER", "NO GAIN", "INCONCLUSIVE", "SLOWER"), speed
+    unproven = [] if speed["verdict"] == "FASTER" else ["test_pulls_through_the_cache_are_faster"]
+    expected = ([] if mode == "swarm" else ["test_placement_constraint_matches_a_node"]) + (
+        unproven + ["test_rollout_rehearsal"])
+    assert len(cases) >= 48 and skipped == expected, (skipped, speed["verdict"])
+    assert "READY: every essential check passed" in done.stdout, done.stdout[-3000:]
     assert "speed: " in done.stdout
     assert {c["name"] for c in results["checks"] if c["outcome"] == "passed"} >= {
         "test_expired_copy_is_fetched_again", "test_5_first_request_misses_and_second_hits",

@@ -42,7 +42,11 @@ def test_the_healthy_run_passes_every_check_with_evidence(healthy):
               and o.name not in NOT_OBSERVABLE_ON_THE_BENCH]
     assert not failed, "\n".join(failed)
     skipped = {o.name for o in healthy.values() if o.status == "skipped"}
-    assert skipped == NOT_OBSERVABLE_ON_THE_BENCH
+    # The speed check passes only on a gain it measured (the stand-in's Python front can lose
+    # to the cache even on the bench's LAN): then its evidence says FASTER.
+    gain = healthy["test_pulls_through_the_cache_are_faster"]
+    assert gain.status == "skipped" or "FASTER" in gain.evidence, (gain.status, gain.evidence)
+    assert skipped | {gain.name} == NOT_OBSERVABLE_ON_THE_BENCH | {gain.name}, skipped
     unsaid = [o.name for o in healthy.values() if o.name in TOPOLOGY_CHECKS["ha"]
               and "--cache-replicas" not in o.first_line]
     assert not unsaid, f"skipped without saying how to give the replicas: {unsaid}"
