@@ -26,7 +26,7 @@ import pytest
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import verify_digest
 
-from .conftest import stored_files, wait_for_event
+from .serverkit import stored_files, wait_for_event
 
 pytestmark = pytest.mark.integration
 

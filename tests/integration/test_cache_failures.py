@@ -15,7 +15,7 @@ from dtr_cache_check.probes.registry import verify_digest
 from dtr_cache_check.testkit.local import free_port, start_registry, wait_ready
 from dtr_cache_check.testkit.netproxy import TcpProxy
 
-from .conftest import stored_files, upstream_gets, wait_for_event
+from .serverkit import stored_files, upstream_gets, wait_for_event
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from dtr_cache_check.probes.registry import verify_digest
 from dtr_cache_check.testkit.netproxy import TcpProxy
 from dtr_cache_formats.distribution_metrics import blob_data_path
 
-from .conftest import upstream_gets, wait_for_event
+from .serverkit import upstream_gets, wait_for_event
 
 pytestmark = [pytest.mark.integration]
 

@@ -18,7 +18,7 @@ import pytest
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.testkit.local import REPO_ROOT, LocalServer
 
-from .conftest import upstream_gets, wait_for_event
+from .serverkit import upstream_gets, wait_for_event
 
 pytestmark = pytest.mark.integration
 

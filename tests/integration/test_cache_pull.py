@@ -10,7 +10,7 @@ import pytest
 from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import verify_digest
 
-from .conftest import stored_files, upstream_gets, wait_for_event
+from .serverkit import stored_files, upstream_gets, wait_for_event
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import RegistryClient, verify_digest
 from dtr_cache_check.reference.seed_templates import cache_config
 
-from .conftest import Stack, upstream_gets, wait_for_event
+from .serverkit import Stack, upstream_gets, wait_for_event
 
 API = {"Docker-Distribution-API-Version": "registry/2.0"}
 

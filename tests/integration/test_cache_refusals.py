@@ -11,7 +11,7 @@ import pytest
 
 from . import cachekit
 from .cachekit import FakeDTR
-from .conftest import wait_for_event
+from .serverkit import wait_for_event
 
 pytestmark = pytest.mark.integration
 fake_dtr = cachekit.fake_dtr

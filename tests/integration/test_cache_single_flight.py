@@ -13,7 +13,7 @@ from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import verify_digest
 from dtr_cache_check.testkit.netproxy import TcpProxy
 
-from .conftest import upstream_gets, wait_for_event
+from .serverkit import upstream_gets, wait_for_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

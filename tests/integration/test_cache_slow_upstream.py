@@ -25,7 +25,7 @@ from cache_under_test.blobtoken import (
 from cache_under_test.config import ConfigError, validate
 from dtr_cache_check.reference.seed_templates import cache_config
 
-from .conftest import wait_for_event
+from .serverkit import wait_for_event
 
 API = {"Docker-Distribution-API-Version": "registry/2.0"}
 OPTS = "middleware.registry[downstream].options"

@@ -13,7 +13,7 @@ import pytest
 from cache_under_test.blobtoken import SigningKey
 
 from . import cachekit
-from .conftest import wait_for_event
+from .serverkit import wait_for_event
 
 pytestmark = pytest.mark.integration
 fake_dtr = cachekit.fake_dtr

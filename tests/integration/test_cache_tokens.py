@@ -18,7 +18,7 @@ from dtr_cache_check.probes.oci import synthesize
 from dtr_cache_check.probes.registry import verify_digest
 from dtr_cache_check.testkit.local import start_cache, start_dtr, wait_ready
 
-from .conftest import Stack, wait_for_event
+from .serverkit import Stack, wait_for_event
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from dtr_cache_check.probes.logs import events
 from dtr_cache_check.probes.registry import verify_digest
 from dtr_cache_check.reference.dtr import CACHE_SETTING_FIELD
 
-from .conftest import Stack
+from .serverkit import Stack
 
 pytestmark = pytest.mark.integration
 

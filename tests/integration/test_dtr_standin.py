@@ -31,7 +31,7 @@ from dtr_cache_check.testkit.local import (
     wait_ready,
 )
 
-from .conftest import CACHES, Stack
+from .serverkit import CACHES, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 from cache_under_test.blobtoken import TOKEN_PARAM
 from dtr_cache_check.probes.oci import synthesize
 
-from .conftest import Stack
+from .serverkit import Stack
 
 pytestmark = pytest.mark.integration
 
