@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dtr_cache_check.probes.tlsprobe import describe_key, inspect_files, load_certs
+from dtr_cache_check.probes.certfiles import inspect_files
+from dtr_cache_check.probes.tlsprobe import describe_key, load_certs
 from dtr_cache_check.steps.deployed import deployed_file, load_files
 from dtr_cache_check.steps.findings import FILES, fail
 from dtr_cache_formats.keys import key_is_strong

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from dtr_cache_check.pki import CertificateAuthority, Issued, fingerprint_sha256, server_context
+from dtr_cache_check.probes.certfiles import inspect_files
 from dtr_cache_check.probes.tlsprobe import (
     MISSING_INTERMEDIATE,
     TlsReport,
     explain,
-    inspect_files,
     name_covers,
     probe,
 )
