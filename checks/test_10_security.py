@@ -29,8 +29,6 @@ pytestmark = [pytest.mark.family("security"), pytest.mark.hop(SECURITY)]
 # What a cache answers a bad signature with (distribution's token auth: 401 UNAUTHORIZED; 403
 # DENIED for a token of another blob).
 REFUSALS = (401, 403)
-# How far past a token's expiry a cache may still accept it: distribution's leeway is 60 s.
-CLOCK_LEEWAY = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -125,14 +123,15 @@ def test_expired_token_gets_nothing(target, steps, signed, evidence):
         if expiry is None:
             pytest.skip("DTR's token is not a JWT (its expiry cannot be read) and no "
                         "--dtr-signing-key was given: the expired-token check cannot run")
-        wait = expiry - time.time() + CLOCK_LEEWAY + 2  # past any cache's leeway
+        # Past the cache's leeway (--token-leeway; distribution's is 60 s)
+        wait = expiry - time.time() + target.token_leeway + 2
         if wait > target.ttl_wait:
             pytest.skip(f"DTR's token expires in {wait:.0f} s: waiting for it needs "
                         f"--ttl-wait {int(wait) + 1} (now {target.ttl_wait:g})")
         # Asked from just past the expiry on: within its leeway a cache may still serve it,
         # and one with a shorter leeway refuses sooner (no need to wait the longest one).
         time.sleep(max(expiry - time.time() + 2, 0))
-        deadline = expiry + CLOCK_LEEWAY + 2
+        deadline = expiry + target.token_leeway + 2
         url = location
         _warm(target, steps, digest)
         answer = _get(target, steps, url)
@@ -141,7 +140,8 @@ def test_expired_token_gets_nothing(target, steps, signed, evidence):
             _warm(target, steps, digest)
             answer = _get(target, steps, url)
         how = f"DTR's own token, {time.time() - expiry:.0f} s after it expired"
-        _refused(answer, body, "an expired signature")
+        _refused(answer, body, f"an expired signature ({how}, past the --token-leeway of "
+                               f"{target.token_leeway:g} s)")
         evidence.note(f"{how}, asked while the cache held the blob: {answer.status_code}, no "
                       f"byte of {digest[7:19]}")
         return

@@ -7,10 +7,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
-from dtr_cache_check.reference.stack import Deployment, down, up
+from dtr_cache_check.reference.stack import Deployment, down, swarm, up
 from dtr_cache_check.reference.stack.orphans import down_all
 from dtr_cache_check.reference.stack.record import LABEL, PROFILE_VARIABLE
 from tests.docker.test_wan import leftovers, probe_from_host
@@ -28,8 +29,7 @@ def test_down_all_removes_a_swarm_deployment_whose_record_is_gone(engine, tmp_pa
         dep = up(base, use_swarm=True, wan="inter-region", cache_profile="distribution",
                  progress=lambda m: None)
         assert 0.8 * 0.08 <= probe_from_host(dep.dtr_url)["rtt"] < 0.2
-        task = engine.containers.list(filters={"label": f"{LABEL}={dep.id}",
-                                               "name": "dtr-cache_cache"})[0]
+        task = _cache_task(engine, dep)
         assert f"{PROFILE_VARIABLE}=distribution" in task.attrs["Config"]["Env"]
         assert leftovers(engine, dep.id)
         shutil.rmtree(base)   # the run is killed: no record left
@@ -45,3 +45,18 @@ def test_down_all_removes_a_swarm_deployment_whose_record_is_gone(engine, tmp_pa
         down(base, progress=lambda m: None)
         if record is not None:   # a failure after the record was deleted: by its id
             down_all(include_live=True, only={record.id}, progress=lambda m: None)
+
+
+def _cache_task(engine, dep: Deployment):
+    """The cache service's running task container. ``up`` returns once the published port
+    answers; the task's container can be between a restart's stop and start then (seen once
+    in CI), so give it the time a restart takes, and say the service's state if it never comes."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = engine.containers.list(filters={"label": f"{LABEL}={dep.id}",
+                                                "name": "dtr-cache_cache"})
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert found, f"no running cache task: {swarm.service_state(engine, 'dtr-cache_cache')}"
+    return found[0]
