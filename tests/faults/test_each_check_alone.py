@@ -109,6 +109,34 @@ def test_without_dtrs_key_the_expired_token_check_waits_out_a_real_token(bench):
     assert "DTR's own token" in got.evidence and "after it expired" in got.evidence, got.evidence
 
 
+HOST_RULE = "test_http_host_is_covered_by_the_certificate"
+
+
+def test_without_the_certificate_file_the_host_rule_reads_the_served_certificate(bench):
+    """When the certificate file cannot be read (no --cache-host, and the deployment directory
+    lost the file: the seed's cleanup), http.host is judged against the certificate the cache
+    serves: the right one passes, saying so, and one for another name fails."""
+    from dtr_cache_check.testkit.faults.actions import restore_cache, with_cache_cert
+
+    deploy_dir = bench.deploy_dir("no-cert-file")
+    (deploy_dir / "certs" / "cache.cert.pem").unlink()
+    select = (f"checks/test_01_config.py::{HOST_RULE}",)
+    right = bench.run_checks("no-cert-file", deploy_dir=deploy_dir, select=select,
+                             drop=("--cache-host",))[HOST_RULE]
+    try:
+        with_cache_cert(hosts=["cache.elsewhere.example"])(bench)
+        wrong = bench.run_checks("no-cert-file-wrong-san", deploy_dir=deploy_dir, select=select,
+                                 drop=("--cache-host",))[HOST_RULE]
+    finally:
+        restore_cache(bench)
+        shutil.rmtree(deploy_dir)
+    assert right.status == "passed", right.first_line
+    assert "served by https://" in right.evidence and "covered by SAN" in right.evidence, (
+        right.evidence)
+    assert wrong.status == "failed", (wrong.status, wrong.evidence)
+    assert "cache.elsewhere.example" in wrong.first_line, wrong.first_line
+
+
 # Last in this file: each takes the bench before it down (one bench at a time).
 # The whole suite on each topology is READY in tests/docker/test_topologies.py, and every fault
 # of the matrix on a topology's bench shows no check failing but its own: here, each of the
