@@ -10,6 +10,8 @@ signed-token cache's processes during one extra 1-client run of the largest size
 ``perf report`` (``perf-hit.data`` in ``--out``, git-ignored). ``--baseline DIR``: also a
 signed-token cache run from the ``cache_under_test`` in DIR (e.g. a ``git worktree`` of the
 commit before a change), as server ``cache-base``: before and after measured in the same rounds.
+``--memory MIB``: then the memory measurement of the full benchmark (32 clients, a cold then a
+warm blob of MIB) for each signed-token cache.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from dtr_cache_check.testkit.local import start_cache
 
-from . import hits, wrk
+from . import hits, memory, wrk
 from .__main__ import REPORTS, log
 from .servers import Lab, open_lab
 
@@ -60,12 +62,12 @@ def _urls(lab: Lab, blob: Any, servers: list[str]) -> dict[str, str]:
 
 def cells(sizes: list[int], clients: list[int], servers: list[str], rounds: int,
           duration: int, perf: int, out: Path,
-          baseline: Path | None = None) -> list[dict[str, Any]]:
+          baseline: Path | None = None, memory_mib: int = 0) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="dtr-hitcells-"))
     try:
         _measure(workdir, sizes, clients, servers, rounds, duration, perf, out, rows,
-                 baseline)
+                 baseline, memory_mib)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return rows
@@ -73,7 +75,7 @@ def cells(sizes: list[int], clients: list[int], servers: list[str], rounds: int,
 
 def _measure(workdir: Path, sizes: list[int], clients: list[int], servers: list[str],
              rounds: int, duration: int, perf: int, out: Path,
-             rows: list[dict[str, Any]], baseline: Path | None) -> None:
+             rows: list[dict[str, Any]], baseline: Path | None, memory_mib: int) -> None:
     with open_lab(workdir) as lab:
         if baseline is not None:
             _baseline(lab, baseline)
@@ -94,6 +96,10 @@ def _measure(workdir: Path, sizes: list[int], clients: list[int], servers: list[
                                 "errors": sum(c["errors"] for c in got)}
                 rows.append(row)
                 log(_line(row, servers))
+        if memory_mib:
+            blob = lab.seed(memory_mib * MIB)
+            for key in [k for k in servers if k in ("cache-token", "cache-base")]:
+                rows.append({"memory": key, "rows": memory.peak_rss(lab, blob, 32, log, key)})
         if perf:
             pid = lab["cache-token"].process.pid
             pids = ",".join(str(p) for p in [pid, *_children(pid)])
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="nginx,registry,cache-token")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=2, help="seconds per run")
+    parser.add_argument("--memory", type=int, default=0, help="blob MiB for the memory run")
     parser.add_argument("--perf", type=int, default=0, help="seconds of perf record")
     parser.add_argument("--out", type=Path, default=REPORTS)
     parser.add_argument("--baseline", type=Path, help="a tree whose cache_under_test is the "
@@ -141,11 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         servers.append("cache-base")
     rows = cells([int(s) for s in args.sizes.split(",")],
                  [int(c) for c in args.clients.split(",")], servers, args.rounds,
-                 args.duration, args.perf, args.out, args.baseline)
+                 args.duration, args.perf, args.out, args.baseline, args.memory)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "hitcells.json").write_text(json.dumps(rows, indent=1))
     for row in rows:
-        print(_line(row, servers))
+        print(_line(row, servers) if "memory" not in row else
+              f"memory {row['memory']}: " + "; ".join(
+                  f"{r['phase']} peak PSS {r['peak_pss_mib']:.0f} MiB, RSS {r['peak_rss_mib']:.0f}"
+                  f" MiB, {r['complete']}/{r['clients']} complete" for r in row["rows"]))
     return 0
 
 
