@@ -2,11 +2,13 @@
 for the request, counted and logged as ``blob.hit``.
 
 While this process serves few hits at once (``FEW_HITS``), a hit that keeps up is read and
-written ``STORED_CHUNK`` at a time: each write to the TLS transport is one encryption into
-OpenSSL's memory buffer, one copy out and one ``send``, and fewer, larger ones cost about a
-tenth less CPU per GiB. The buffer OpenSSL grows for a connection stays as large as its largest
-write while the connection lives, so with many hits at once (where the CPU is shared anyway)
-the reads stay ``fill.READ_CHUNK``: 32 clients' memory stays what it was.
+written ``STORED_CHUNK`` at a time past its first MiB (``fill.SLOW_AFTER``: a reader that
+stalls at once still pins little): each write to the TLS transport is one encryption into
+OpenSSL's memory buffer, one copy out and one ``send``, and fewer, larger ones cost 6-8% less
+CPU per GiB (``python -m benchmarks.hitcells``; 2 MiB cost more copying than it saved). The
+buffer OpenSSL grows for a connection stays as large as its largest write while the connection
+lives, so with many hits at once (where the CPU is shared anyway) the reads stay
+``fill.READ_CHUNK``: 32 clients' memory stays what it was (FEW_HITS 8 cost 28 MiB PSS there).
 """
 
 from __future__ import annotations
