@@ -4,8 +4,9 @@ for the request, counted and logged as ``blob.hit``.
 While this process serves few hits at once (``FEW_HITS``), a hit that keeps up is read and
 written ``STORED_CHUNK`` at a time past its first MiB (``fill.SLOW_AFTER``: a reader that
 stalls at once still pins little): each write to the TLS transport is one encryption into
-OpenSSL's memory buffer, one copy out and one ``send``, and fewer, larger ones cost 6-8% less
-CPU per GiB (``python -m benchmarks.hitcells``; 2 MiB cost more copying than it saved). The
+OpenSSL's memory buffer, one copy out and one ``send``, and fewer, larger ones cost up to 8%
+less CPU per GiB (``python -m benchmarks.hitcells``, a noisy shared 2-core machine; 512 KiB
+did worse, 2 MiB cost more copying than it saved and lowered throughput). The
 buffer OpenSSL grows for a connection stays as large as its largest write while the connection
 lives, so with many hits at once (where the CPU is shared anyway) the reads stay
 ``fill.READ_CHUNK``: 32 clients' memory stays what it was (FEW_HITS 8 cost 28 MiB PSS there).
