@@ -27,7 +27,7 @@ def peak_rss(lab: Lab, blob: Blob, clients: int, log: Any,
     rows = []
     lab.drop_cached(cache, blob)
     for phase in ("miss: 1 fetch + joins", "hit"):
-        url = lab.token_url(blob)
+        url = lab.token_url(blob, cache)  # this cache's host (the registered one's token)
         reset = reset_peak_rss(pid)
         before = status_kib(pid, "VmRSS")
         cpu = cpu_seconds(pid)
